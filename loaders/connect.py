@@ -1,0 +1,81 @@
+"""Open asyncpg connections and pools that explain their own failures.
+
+asyncpg raises a dozen exception types for "couldn't connect"; users need one line that
+says which side failed, why, and what to do. Source sessions are opened read-only at the
+server (`default_transaction_read_only`), so no code path can write to the source.
+"""
+
+from __future__ import annotations
+
+import socket
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import asyncpg
+
+from loaders.dsn import DatabaseUrl
+from loaders.errors import MigrationError
+
+APP_NAME = "supabase-to-rds"
+CONNECT_TIMEOUT = 15.0
+
+
+def server_settings(url: DatabaseUrl) -> dict[str, str]:
+    settings = {"application_name": APP_NAME}
+    if url.role == "source":
+        settings["default_transaction_read_only"] = "on"
+    return settings
+
+
+def explain(exc: BaseException, url: DatabaseUrl) -> MigrationError:
+    """Translate a connection failure into cause + fix, naming the side but not the password."""
+    where = f"{url.role} {url.safe}"
+    if isinstance(exc, asyncpg.InvalidPasswordError):
+        return MigrationError(f"{where}: password authentication failed", f"check the password in the {url.role} URL")
+    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+        return MigrationError(f"{where}: role or host not allowed ({exc})", "check the user name and the server's pg_hba rules")
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return MigrationError(f"{where}: database {url.database!r} does not exist", "create it or fix the database name in the URL")
+    if isinstance(exc, socket.gaierror):
+        return MigrationError(
+            f"{where}: host name {url.host!r} does not resolve",
+            "check the host; Supabase direct hosts are IPv6-only, use the session pooler on IPv4 networks",
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return MigrationError(f"{where}: connection refused", "check that the server runs and listens on that host and port")
+    if isinstance(exc, (TimeoutError, OSError)):
+        return MigrationError(
+            f"{where}: unreachable ({type(exc).__name__})",
+            "check the host, port, firewall or security group (RDS allows only allowedCidrs)",
+        )
+    if isinstance(exc, asyncpg.PostgresError):
+        return MigrationError(f"{where}: {exc}", "fix the connection settings")
+    return MigrationError(f"{where}: {type(exc).__name__}: {exc}", "check the URL")
+
+
+async def connect(url: DatabaseUrl, **kwargs: object) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(
+            url.dsn(), timeout=CONNECT_TIMEOUT, server_settings=server_settings(url), **kwargs
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise explain(exc, url) from None
+
+
+@asynccontextmanager
+async def connection(url: DatabaseUrl, **kwargs: object) -> AsyncIterator[asyncpg.Connection]:
+    conn = await connect(url, **kwargs)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def create_pool(url: DatabaseUrl, size: int, **kwargs: object) -> asyncpg.Pool:
+    try:
+        return await asyncpg.create_pool(
+            url.dsn(), min_size=1, max_size=size, timeout=CONNECT_TIMEOUT,
+            server_settings=server_settings(url), **kwargs,
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise explain(exc, url) from None
