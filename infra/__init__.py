@@ -1,0 +1,1 @@
+"""Pulumi components for the RDS stack that receives a migrated Supabase database."""
