@@ -1,0 +1,121 @@
+"""`up`, `preview`, `destroy`, `outputs`: the Pulumi stack, then the migration onto it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import structlog
+
+from automation import stack as pulumi_stack
+from loaders.redaction import MASK
+
+log = structlog.get_logger().bind(stage="stack")
+
+STACK_HELP = "Pulumi stack name (default: dev; its config is Pulumi.<stack>.yaml)"
+ENV_HELP = ("Environment: PULUMI_BACKEND_URL (default: file backend in the project directory), "
+            "PULUMI_CONFIG_PASSPHRASE (required), AWS_PROFILE / AWS_* credentials, SOURCE_DATABASE_URL.")
+
+
+def _add_stack(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stack", default="dev", help=STACK_HELP)
+
+
+def _show_outputs(outputs: dict, *, show_secrets: bool) -> dict:
+    return {k: (v if show_secrets or k not in pulumi_stack.SECRET_OUTPUTS else MASK) for k, v in outputs.items()}
+
+
+def cmd_outputs(args: argparse.Namespace) -> int:
+    pulumi_stack.check_prerequisites(aws=False)
+    stack = pulumi_stack.open_stack(args.stack, create=False)
+    outputs = pulumi_stack.plain_outputs(stack.outputs())
+    print(json.dumps(_show_outputs(outputs, show_secrets=args.show_secrets), indent=2, default=str))
+    return 0
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    pulumi_stack.check_prerequisites(aws=True)
+    stack = pulumi_stack.open_stack(args.stack, create=False)
+    pulumi_stack.confirm(f"Destroy every resource of stack {args.stack!r}?", yes=args.yes)
+    stack.destroy(on_event=pulumi_stack.log_engine_event)
+    log.info("destroyed", stack=args.stack)
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    pulumi_stack.check_prerequisites(aws=True)
+    stack = pulumi_stack.open_stack(args.stack, create=True)
+    result = stack.preview(on_event=pulumi_stack.log_engine_event)
+    log.info("preview", changes=dict(result.change_summary))
+    source = args.source or os.environ.get("SOURCE_DATABASE_URL")
+    if source:
+        from automation.plan import print_migration_plan
+
+        print_migration_plan(source, rls=args.rls)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    if args.local:
+        from automation.local import run_local
+
+        return run_local(args)
+    pulumi_stack.check_prerequisites(aws=True)
+    stack = pulumi_stack.open_stack(args.stack, create=True)
+    if not args.yes:
+        stack.preview(on_event=pulumi_stack.log_engine_event)
+    pulumi_stack.confirm(f"Apply these changes to stack {args.stack!r}?", yes=args.yes)
+    stack.up(on_event=pulumi_stack.log_engine_event)
+    outputs = pulumi_stack.plain_outputs(stack.outputs())
+    source = args.source or os.environ.get("SOURCE_DATABASE_URL")
+    if not source:
+        log.info("provisioned", stack=args.stack, note="no --source given: infrastructure only")
+        print(json.dumps(_show_outputs(outputs, show_secrets=args.show_secrets), indent=2, default=str))
+        return 0
+    from automation.local import migrate_and_report
+
+    target = pulumi_stack.master_url(pulumi_stack.connection_from_outputs(outputs, ca_bundle=args.ca_bundle))
+    return migrate_and_report(source, target, args)
+
+
+def add_migration_options(p: argparse.ArgumentParser) -> None:
+    """Options `up` shares with `migrate` (schema cleaning, parallelism, reporting)."""
+    p.add_argument("--source", help="Supabase URL (direct or session pooler, not port 6543); env SOURCE_DATABASE_URL")
+    p.add_argument("--rls", choices=["strip", "shim"], default="strip", help="drop policies (strip) or keep them with an auth.* shim")
+    p.add_argument("--migrations", help="apply these migration files instead of dumping the source schema")
+    p.add_argument("--skip-invalid", action="store_true", help="skip statements that do not parse (recorded in the report)")
+    p.add_argument("--jobs", type=int, default=None, help="tables copied at once (default: CPU cores)")
+    p.add_argument("--no-checksums", action="store_true", help="verify row counts only")
+    p.add_argument("--report", help="write the JSON report here (default: reports/<timestamp>.json)")
+    p.add_argument("--app-role", default="app_backend", help="least-privilege role for the backend's DATABASE_URL")
+    p.add_argument("--show-secrets", action="store_true", help="print passwords instead of ***")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    up = sub.add_parser("up", help="provision RDS with Pulumi, then migrate the source onto it",
+                        description="Provision (or update) the stack, then run schema → data → verify. " + ENV_HELP)
+    _add_stack(up)
+    up.add_argument("--local", action="store_true",
+                    help="no AWS, no Pulumi: embedded PostgreSQL stands in for RDS (and for the source, without --source)")
+    up.add_argument("--yes", action="store_true", help="apply without asking")
+    up.add_argument("--ca-bundle", help="RDS CA bundle file: connect with sslmode=verify-full")
+    add_migration_options(up)
+    up.set_defaults(handler=cmd_up)
+
+    preview = sub.add_parser("preview", help="Pulumi preview plus the migration plan; changes nothing",
+                             description="Preview infrastructure changes and, with --source, what the migration would do. " + ENV_HELP)
+    _add_stack(preview)
+    preview.add_argument("--source", help="Supabase URL to plan the migration from; env SOURCE_DATABASE_URL")
+    preview.add_argument("--rls", choices=["strip", "shim"], default="strip")
+    preview.set_defaults(handler=cmd_preview)
+
+    destroy = sub.add_parser("destroy", help="delete the stack's resources", description=ENV_HELP)
+    _add_stack(destroy)
+    destroy.add_argument("--yes", action="store_true", help="destroy without asking")
+    destroy.set_defaults(handler=cmd_destroy)
+
+    outputs = sub.add_parser("outputs", help="print the stack's outputs (secrets masked)", description=ENV_HELP)
+    _add_stack(outputs)
+    outputs.add_argument("--show-secrets", action="store_true", help="print secret outputs in clear")
+    outputs.set_defaults(handler=cmd_outputs)
