@@ -635,3 +635,16 @@ def clean_sql(sql: str, *, source_name: str, rls: str = "strip", skip_invalid: b
     for piece in _pieces(sql):
         cleaner.feed(piece, skip_invalid)
     return cleaner.result
+
+
+def split_statements(sql: str, *, source_name: str) -> list[CleanStatement]:
+    """Statements as written, no rules applied (our own setup SQL, reference runs in tests)."""
+    lines = _Lines(sql)
+    statements = []
+    for piece in _pieces(sql):
+        if piece.node is None:
+            assert piece.error is not None
+            at = piece.start + (piece.error.args[1] if len(piece.error.args) > 1 else 0)
+            raise MigrationError(f"{source_name}:{lines.line(at)}:{lines.column(at)}: {piece.error.args[0]}", INVALID_FIX)
+        statements.append(CleanStatement(piece.text, source_name, lines.line(piece.start), statement_kind(piece.node)))
+    return statements
