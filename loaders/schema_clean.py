@@ -142,9 +142,26 @@ def _pieces_one_by_one(sql: str) -> list[_Piece]:
             i = j + 1
             break
         else:
-            pieces.append(_Piece(slices[i].start, sql[slices[i]], None, first_error))
+            pieces.append(_invalid_piece(sql[slices[i]], slices[i].start, first_error))
             i += 1
     return pieces
+
+
+def _invalid_piece(text: str, start: int, error: parser.ParseError | None) -> _Piece:
+    """Anchor an unparsable piece at its first token (the scanner's piece starts at the
+    comments before it) and give "at end of input" errors the piece's end as position."""
+    tokens = [t for t in _scan(text) if t.name not in ("SQL_COMMENT", "C_COMMENT")]
+    skip = tokens[0].start if tokens else 0
+    message = error.args[0] if error else "syntax error"
+    index = error.args[1] if error and len(error.args) > 1 and error.args[1] is not None else len(text.rstrip())
+    return _Piece(start + skip, text[skip:], None, parser.ParseError(message, index - skip))
+
+
+def _scan(text: str) -> list[parser.Token]:
+    try:
+        return parser.scan(text)
+    except parser.ParseError:
+        return []
 
 
 def statement_kind(node: ast.Node) -> str:
@@ -308,6 +325,12 @@ class _Cleaner:
         elif isinstance(node, ast.DropStmt) and node.removeType == OT.OBJECT_POLICY:
             obj = "policy " + ", ".join(_names(o) for o in node.objects)
             roles = set()
+        elif isinstance(node, ast.RenameStmt) and node.renameType == OT.OBJECT_POLICY:
+            obj = f"policy {node.subname!r} on {_qual(node.relation)}"
+            roles = set()
+        elif isinstance(node, ast.CommentStmt) and node.objtype == OT.OBJECT_POLICY:
+            obj = "policy " + _names(node.object)
+            roles = set()
         else:
             return node
         if self.rls == "strip":
@@ -434,7 +457,8 @@ class _Cleaner:
         what = " ".join(filter(None, [_object_type(node.objtype).lower(), _names(node.objects or ())]))
         if node.targtype == enums.GrantTargetType.ACL_TARGET_ALL_IN_SCHEMA:
             what = f"all {_object_type(node.objtype).lower()}s in schema {_names(node.objects or ())}"
-        self.record(ctx.line, ctx.kind, f"{what} to {', '.join(removed)}",
+        preposition = "to" if node.is_grant else "from"
+        self.record(ctx.line, ctx.kind, f"{what} {preposition} {', '.join(removed)}",
                     "privileges for Supabase roles; the application role gets its own grants", action)
         if not kept:
             return None
@@ -616,6 +640,8 @@ def _managed_name(node: ast.Node) -> str | None:
 
 
 def _statement_object(node: ast.Node) -> str | None:
+    if isinstance(node, (ast.CreatePolicyStmt, ast.AlterPolicyStmt)):
+        return f"policy {node.policy_name!r} on {_qual(node.table)}"
     for name in ("relation", "table", "view", "sequence"):
         value = getattr(node, name, None) if name in type(node).__slots__ else None
         if isinstance(value, ast.RangeVar):
@@ -637,11 +663,13 @@ def clean_sql(sql: str, *, source_name: str, rls: str = "strip", skip_invalid: b
     return cleaner.result
 
 
-def split_statements(sql: str, *, source_name: str) -> list[CleanStatement]:
+def split_statements(sql: str, *, source_name: str, skip_invalid: bool = False) -> list[CleanStatement]:
     """Statements as written, no rules applied (our own setup SQL, reference runs in tests)."""
     lines = _Lines(sql)
     statements = []
     for piece in _pieces(sql):
+        if piece.node is None and skip_invalid:
+            continue
         if piece.node is None:
             assert piece.error is not None
             at = piece.start + (piece.error.args[1] if len(piece.error.args) > 1 else 0)

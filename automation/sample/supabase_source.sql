@@ -77,6 +77,12 @@ CREATE TABLE storage.objects (
   created_at timestamptz DEFAULT now()
 );
 
+CREATE OR REPLACE FUNCTION storage.foldername(name text) RETURNS text[] LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  RETURN (string_to_array(name, '/'))[1:array_length(string_to_array(name, '/'), 1) - 1];
+END
+$$;
+
 CREATE PUBLICATION supabase_realtime;
 
 -- The application ----------------------------------------------------------------------
