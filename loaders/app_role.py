@@ -47,11 +47,11 @@ async def ensure_app_role(conn: asyncpg.Connection, name: str, password: str, sc
     register_secret(password)
     schemas = schemas if schemas is not None else await app_schemas(conn)
     exists = await conn.fetchval("SELECT true FROM pg_roles WHERE rolname = $1", name)
-    verb = "ALTER" if exists else "CREATE"
-    role_sql = await conn.fetchval(
-        f"SELECT format('{verb} ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD %L', $1::text, $2::text)",
-        name, password,
-    )
+    # Only a superuser may even restate NOSUPERUSER on an existing role, so a rerun only
+    # refreshes LOGIN and the password.
+    template = "ALTER ROLE %I LOGIN PASSWORD %L" if exists else (
+        "CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD %L")
+    role_sql = await conn.fetchval("SELECT format($1::text, $2::text, $3::text)", template, name, password)
     quoted_role = await conn.fetchval("SELECT quote_ident($1)", name)
     try:
         async with conn.transaction():
