@@ -61,12 +61,15 @@ async def applied_checksums(conn: asyncpg.Connection) -> dict[str, str]:
     return {r["file"]: r["checksum"] for r in await conn.fetch(f"SELECT file, checksum FROM {TABLE}")}
 
 
-def pending(units: list[SqlUnit], applied: dict[str, str]) -> list[SqlUnit]:
+CHANGED_FIX = "restore the applied version of the file and put the change in a new migration file"
+
+
+def pending(units: list[SqlUnit], applied: dict[str, str], *, fix: str | None = None) -> list[SqlUnit]:
     """Units not applied yet; refuses when an applied one changed since."""
     changed = [u.name for u in units if u.name in applied and applied[u.name] != u.checksum]
     if changed:
         raise MigrationError(
             f"already applied but changed since: {', '.join(changed)} (checksum differs from {TABLE})",
-            "restore the applied version of the file and put the change in a new migration file",
+            fix or CHANGED_FIX,
         )
     return [u for u in units if u.name not in applied]

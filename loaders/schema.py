@@ -27,7 +27,7 @@ from loaders.schema_apply import apply_statements
 from loaders.schema_clean import Change, CleanResult, CleanStatement, clean_sql
 from loaders.schema_diff import KINDS, PRE_DATA_KINDS, SchemaDiff, diff_schemas
 from loaders.schema_export import dump_schema
-from loaders.schema_target import adapt_extensions, api_roles, auth_shim, base_setup
+from loaders.schema_target import TargetServer, adapt_to_target, api_roles, auth_shim, base_setup
 
 log = structlog.get_logger().bind(stage="schema")
 PRE_DATA = "pg_dump/pre-data.sql"
@@ -139,17 +139,21 @@ def setup_statements(plan: SchemaPlan) -> list[CleanStatement]:
     return statements
 
 
+CHANGED_DUMP_FIX = "the source schema changed since the first run; start over on a fresh target database"
+
+
 async def _apply_units(
-    conn: asyncpg.Connection, units: list[PlannedUnit], available: set[str], report: SchemaReport
+    conn: asyncpg.Connection, units: list[PlannedUnit], server: TargetServer, report: SchemaReport
 ) -> None:
     applied = await applied_checksums(conn)
-    todo = {u.name for u in pending([p.unit for p in units], applied)}
+    fix = CHANGED_DUMP_FIX if report.origin == "pg_dump" else None
+    todo = {u.name for u in pending([p.unit for p in units], applied, fix=fix)}
     for planned in units:
         name = planned.unit.name
         if name not in todo:
             report.already_applied.append(name)
             continue
-        statements, changes = adapt_extensions(planned.cleaned.statements, available)
+        statements, changes = adapt_to_target(planned.cleaned.statements, server)
         report.changes += changes
         log.info("applying", file=name, statements=len(statements), own_transactions=planned.cleaned.manages_transactions)
         await apply_statements(
@@ -160,11 +164,11 @@ async def _apply_units(
         report.statements_applied += len(statements)
 
 
-async def _prepare_session(conn: asyncpg.Connection) -> set[str]:
+async def _prepare_session(conn: asyncpg.Connection) -> TargetServer:
     for setting in SESSION:
         await conn.execute(setting)
     await ensure_tracking(conn)
-    return {r[0] for r in await conn.fetch("SELECT name FROM pg_available_extensions")}
+    return await TargetServer.read(conn)
 
 
 async def prepare_schema(
@@ -178,8 +182,8 @@ async def prepare_schema(
     report.target_setup = [s.sql.splitlines()[0] for s in setup]
     async with connection(target) as conn:
         await apply_statements(conn, setup)
-        available = await _prepare_session(conn)
-        await _apply_units(conn, plan.phase("migration", "pre-data"), available, report)
+        server = await _prepare_session(conn)
+        await _apply_units(conn, plan.phase("migration", "pre-data"), server, report)
         post = plan.phase("post-data")
         if post:
             report.post_data = post[0].cleaned.statements
@@ -199,8 +203,8 @@ async def finish_schema(target: DatabaseUrl, report: SchemaReport, source: Datab
     if report.post_data and report.post_data_checksum:
         planned = PlannedUnit(SqlUnit(POST_DATA, report.post_data_checksum), CleanResult(report.post_data, []), "post-data")
         async with connection(target) as conn:
-            available = await _prepare_session(conn)
-            await _apply_units(conn, [planned], available, report)
+            server = await _prepare_session(conn)
+            await _apply_units(conn, [planned], server, report)
         report.post_data_applied = True
     if source is not None:
         report.diff = await diff_schemas(source, target)

@@ -10,8 +10,10 @@ of it runnable by a non-superuser with CREATEROLE (RDS's master user).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 
+import asyncpg
 from pglast import ast, parser
 
 from loaders.errors import MigrationError
@@ -78,16 +80,44 @@ def extension_of(statement: CleanStatement) -> tuple[str, str] | None:
     return node.extname, schema
 
 
-def adapt_extensions(
-    statements: Sequence[CleanStatement], available: set[str]
+@dataclass(frozen=True)
+class TargetServer:
+    """What the target server offers: installable extensions and known settings."""
+
+    extensions: frozenset[str]
+    settings: frozenset[str]
+
+    @classmethod
+    async def read(cls, conn: asyncpg.Connection) -> "TargetServer":
+        extensions = await conn.fetch("SELECT name FROM pg_available_extensions")
+        settings = await conn.fetch("SELECT name FROM pg_settings")
+        return cls(frozenset(r[0] for r in extensions), frozenset(r[0] for r in settings))
+
+
+def unknown_setting(stmt: CleanStatement, server: TargetServer) -> str | None:
+    """The parameter a SET names if this server doesn't know it (pg_dump 18 always writes
+    `SET transaction_timeout`, which PostgreSQL 16 and older reject)."""
+    node = parser.parse_sql(stmt.sql)[0].stmt
+    if isinstance(node, ast.VariableSetStmt) and node.name and "." not in node.name:
+        return node.name if node.name.lower() not in server.settings else None
+    return None
+
+
+def adapt_to_target(
+    statements: Sequence[CleanStatement], server: TargetServer
 ) -> tuple[list[CleanStatement], list[Change]]:
-    """Swap CREATE EXTENSION of an extension this server lacks for its fallback functions,
-    or stop with a fix when there is none."""
+    """Drop SETs of parameters this server lacks; swap CREATE EXTENSION of an extension it
+    lacks for fallback functions, or stop with a fix when there is none."""
     out: list[CleanStatement] = []
     changes: list[Change] = []
     for stmt in statements:
+        setting = unknown_setting(stmt, server) if stmt.kind == "SET" else None
+        if setting:
+            changes.append(Change(stmt.file, stmt.line, stmt.kind, f"setting {setting}",
+                                  "parameter unknown to the target server version", "dropped"))
+            continue
         found = extension_of(stmt) if stmt.kind == "CREATE EXTENSION" else None
-        if found is None or found[0] in available:
+        if found is None or found[0] in server.extensions:
             out.append(stmt)
             continue
         name, schema = found
