@@ -252,16 +252,19 @@ def _walk(value: object) -> Iterator[ast.Node]:
 def _is_dropped_fk(node: ast.Node) -> bool:
     return (
         isinstance(node, ast.Constraint) and node.contype == enums.ConstrType.CONSTR_FOREIGN
-        and node.pktable is not None and _fk_to_managed(node.pktable)
+        and node.pktable is not None and _managed(node.pktable.schemaname)
     )
-
-
-def _fk_to_managed(rv: ast.RangeVar) -> bool:
-    return is_managed_schema(rv.schemaname) and rv.schemaname != EXTENSIONS_SCHEMA
 
 
 def _managed(schema: str | None) -> bool:
     return is_managed_schema(schema) and schema != EXTENSIONS_SCHEMA
+
+
+def _parse_error(piece: _Piece, file: str, lines: _Lines) -> MigrationError:
+    """`file:line:col: <parser message>` at the spot the parser stopped."""
+    assert piece.error is not None
+    at = piece.start + (piece.error.args[1] if len(piece.error.args) > 1 else 0)
+    return MigrationError(f"{file}:{lines.line(at)}:{lines.column(at)}: {piece.error.args[0]}", INVALID_FIX)
 
 
 class _Cleaner:
@@ -289,15 +292,11 @@ class _Cleaner:
         self.result.statements.append(CleanStatement(sql, self.file, line, kind))
 
     def invalid(self, piece: _Piece, line: int, skip_invalid: bool) -> None:
-        assert piece.error is not None
-        message = piece.error.args[0]
-        index = piece.error.args[1] if len(piece.error.args) > 1 else 0
-        at = piece.start + index
-        where = f"{self.file}:{self.lines.line(at)}:{self.lines.column(at)}"
+        error = _parse_error(piece, self.file, self.lines)
         if not skip_invalid:
-            raise MigrationError(f"{where}: {message}", INVALID_FIX)
+            raise error
         first_line = piece.text.strip().splitlines()[0][:80] if piece.text.strip() else ""
-        self.record(line, "INVALID", first_line, f"does not parse ({where}: {message})", "skipped")
+        self.record(line, "INVALID", first_line, f"does not parse ({error.cause})", "skipped")
 
     # -- rules --------------------------------------------------------------------------
     def apply_rules(self, node: ast.Node, ctx: "_Ctx") -> ast.Node | None:
@@ -671,8 +670,6 @@ def split_statements(sql: str, *, source_name: str, skip_invalid: bool = False) 
         if piece.node is None and skip_invalid:
             continue
         if piece.node is None:
-            assert piece.error is not None
-            at = piece.start + (piece.error.args[1] if len(piece.error.args) > 1 else 0)
-            raise MigrationError(f"{source_name}:{lines.line(at)}:{lines.column(at)}: {piece.error.args[0]}", INVALID_FIX)
+            raise _parse_error(piece, source_name, lines)
         statements.append(CleanStatement(piece.text, source_name, lines.line(piece.start), statement_kind(piece.node)))
     return statements

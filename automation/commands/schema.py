@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -70,7 +71,8 @@ async def _run(args: argparse.Namespace) -> int:
         print_changes(plan)
         return 0
     target = url_from(args.target, "target")
-    report = await prepare_schema(source, target, options)
+    # Nothing is loaded between the two steps here, so one diff at the end covers both.
+    report = await prepare_schema(source, target, replace(options, diff=False))
     report = await finish_schema(target, report, source if options.diff else None)
     print_changes(report)
     print(f"applied: {', '.join(report.applied) or 'nothing new'}; already applied: {len(report.already_applied)}",
