@@ -79,7 +79,8 @@ class Change:
 class CleanResult:
     statements: list[CleanStatement]
     changes: list[Change]
-    # The file has its own BEGIN/COMMIT: the runner must not wrap it in another transaction.
+    # The file has its own BEGIN/COMMIT, or a statement that cannot run in a transaction
+    # block (CREATE INDEX CONCURRENTLY): the runner must not wrap it in a transaction.
     manages_transactions: bool = False
     # `auth.uid()` & co. called by kept statements: the target needs the auth shim functions.
     auth_functions: set[str] = field(default_factory=set)
@@ -260,6 +261,14 @@ def _managed(schema: str | None) -> bool:
     return is_managed_schema(schema) and schema != EXTENSIONS_SCHEMA
 
 
+def _outside_transaction(node: ast.Node) -> bool:
+    if isinstance(node, ast.IndexStmt):
+        return bool(node.concurrent)
+    if isinstance(node, ast.ReindexStmt):
+        return any(p.defname == "concurrently" for p in node.params or ())
+    return isinstance(node, ast.VacuumStmt) and node.is_vacuumcmd
+
+
 def _parse_error(piece: _Piece, file: str, lines: _Lines) -> MigrationError:
     """`file:line:col: <parser message>` at the spot the parser stopped."""
     assert piece.error is not None
@@ -314,6 +323,8 @@ class _Cleaner:
 
     def transaction(self, node: ast.Node, ctx: "_Ctx") -> ast.Node:
         if isinstance(node, ast.TransactionStmt) and node.kind in TRANSACTION_CONTROL:
+            self.result.manages_transactions = True
+        if isinstance(node, (ast.IndexStmt, ast.ReindexStmt, ast.VacuumStmt)) and _outside_transaction(node):
             self.result.manages_transactions = True
         return node
 

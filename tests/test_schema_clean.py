@@ -153,6 +153,8 @@ def test_transaction_control_detected():
     result = clean_sql("begin;\ncreate table t (id int);\ncommit;", source_name="tx.sql")
     assert result.manages_transactions
     assert not clean_sql("create table t (id int);", source_name="tx.sql").manages_transactions
+    concurrently = clean_sql("create index concurrently i on t (id);", source_name="ix.sql")
+    assert concurrently.manages_transactions
 
 
 def test_rename_of_stripped_policy_dropped_too():
