@@ -13,7 +13,7 @@ import structlog
 
 from loaders.errors import MigrationError
 from loaders.redaction import register_secret
-from loaders.supabase import BOOKKEEPING_SCHEMA, MANAGED_SCHEMAS
+from loaders.supabase import BOOKKEEPING_SCHEMA, EXTENSIONS_SCHEMA, MANAGED_SCHEMAS
 
 log = structlog.get_logger().bind(stage="app-role")
 
@@ -60,6 +60,10 @@ async def ensure_app_role(conn: asyncpg.Connection, name: str, password: str, sc
                 quoted_schema = await conn.fetchval("SELECT quote_ident($1)", schema)
                 for grant in GRANTS:
                     await conn.execute(grant.format(s=quoted_schema, r=quoted_role))
+            # Queries of the app call extension functions by name (extensions.similarity(…),
+            # extensions.uuid_generate_v4()), which needs USAGE on the schema, as on Supabase.
+            if await conn.fetchval("SELECT to_regnamespace($1) IS NOT NULL", EXTENSIONS_SCHEMA):
+                await conn.execute(f"GRANT USAGE ON SCHEMA {EXTENSIONS_SCHEMA} TO {quoted_role}")
     except asyncpg.PostgresError as exc:
         raise MigrationError(f"application role {name!r}: {exc}", "apply as the database owner with CREATEROLE (RDS master user)") from None
     log.info("application role ready", role=name, schemas=schemas)

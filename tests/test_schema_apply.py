@@ -55,7 +55,7 @@ async def test_dump_of_supabase_source_applies_to_pg18(pg15, target_db):
     changes = json.loads(report.to_json())["changes"]
     dropped_fks = {c["object"] for c in changes if "foreign key" in c["reason"]}
     assert dropped_fks == {
-        '"public"."profiles" constraint profiles_id_fkey → "auth"."users"'.replace('"', ""),
+        "public.profiles constraint profiles_id_fkey → auth.users",
         "public.tasks constraint tasks_assignee_fkey → auth.users",
         "public.team_members constraint team_members_user_id_fkey → auth.users",
         "public.teams constraint teams_created_by_fkey → auth.users",
@@ -205,7 +205,9 @@ async def test_shim_policy_filters_rows_for_a_non_owner_role(pg18, target_db, tm
 
 async def test_app_role_can_write_rows_but_not_change_schema(pg18, target_db, tmp_path):
     folder = write_folder(tmp_path, {
-        "0001.sql": "create table public.items (id serial primary key, name text not null);",
+        "0001.sql": 'create extension if not exists "uuid-ossp";\n'
+                    "create table public.items (id serial primary key, name text not null,\n"
+                    "  public_id uuid not null default extensions.uuid_generate_v4());",
     })
     role, password = "app_" + secrets.token_hex(4), secrets.token_urlsafe(12)
     options = SchemaOptions(migrations=folder, app_role=role, app_role_password=password)
@@ -220,7 +222,8 @@ async def test_app_role_can_write_rows_but_not_change_schema(pg18, target_db, tm
         await conn.execute("INSERT INTO public.items (name) VALUES ('a'), ('b')")
         await conn.execute("UPDATE public.items SET name = 'c' WHERE id = 1")
         await conn.execute("DELETE FROM public.items WHERE id = 2")
-        assert await conn.fetchval("SELECT count(*) FROM public.items") == 1
+        assert await conn.fetchval("SELECT count(*) FROM public.items WHERE public_id IS NOT NULL") == 1
+        assert await conn.fetchval("SELECT extensions.uuid_generate_v4() IS NOT NULL")
         await conn.execute("INSERT INTO public.later VALUES (1)")
         for ddl in ("CREATE TABLE public.evil (id int)", "DROP TABLE public.items",
                     "ALTER TABLE public.items ADD COLUMN x int", "TRUNCATE public.items"):
@@ -237,3 +240,18 @@ async def test_plan_touches_nothing(target_db):
     assert "CREATE POLICY" not in {s.kind for u in plan.units for s in u.cleaned.statements}
     assert "create table public.tasks" in plan.sql().lower()
     assert await fetch(target_db, "SELECT 1 FROM pg_namespace WHERE nspname = 'supabase_to_rds'") == []
+
+
+async def test_dump_with_shim_keeps_public_policies_and_rls(pg15, target_db):
+    source = await supabase_source(pg15)
+    report = await prepare_schema(source_url(source), target_url(target_db), SchemaOptions(rls="shim"))
+    await finish_schema(target_url(target_db), report)
+    assert not any(c.kind == "CREATE POLICY" for c in report.changes)
+    policies = await fetch(target_db, "SELECT tablename, policyname FROM pg_policies ORDER BY 1, 2")
+    assert [tuple(p) for p in policies] == [
+        ("profiles", "Profiles are viewable by everyone"), ("profiles", "Users update their own profile"),
+        ("projects", "Members read projects"), ("tasks", "Members manage tasks"), ("teams", "Members read their teams"),
+    ]
+    rls = await fetch(target_db, "SELECT relname FROM pg_class WHERE relrowsecurity ORDER BY 1")
+    assert [r[0] for r in rls] == ["profiles", "projects", "tasks", "teams"]
+    assert await fetch(target_db, "SELECT rolname FROM pg_roles WHERE rolname = 'authenticated' AND NOT rolcanlogin")
