@@ -176,6 +176,9 @@ async def prepare_schema(
 ) -> SchemaReport:
     """Everything that must exist before the data load: target setup, then the migrations
     folder, or the dump's pre-data; the app role; and, with a source, a diff of what exists so far."""
+    if options.app_role and not options.app_role_password:
+        raise MigrationError(f"no password for application role {options.app_role!r}",
+                             "set APP_ROLE_PASSWORD (or SchemaOptions.app_role_password)")
     plan = plan or await plan_schema(source, options)
     report = SchemaReport(plan.origin, plan.rls, changes=plan.changes)
     setup = setup_statements(plan)

@@ -235,6 +235,14 @@ async def test_app_role_can_write_rows_but_not_change_schema(pg18, target_db, tm
         await conn.close()
 
 
+async def test_app_role_without_password_fails_before_writing(target_db, tmp_path):
+    folder = write_folder(tmp_path, {"0001.sql": "create table public.t (id int);"})
+    with pytest.raises(MigrationError) as err:
+        await prepare_schema(None, target_url(target_db), SchemaOptions(migrations=folder, app_role="app"))
+    assert "APP_ROLE_PASSWORD" in err.value.fix
+    assert await fetch(target_db, "SELECT 1 FROM pg_tables WHERE tablename = 't'") == []
+
+
 async def test_plan_touches_nothing(target_db):
     plan = await plan_schema(None, SchemaOptions(migrations=MIGRATIONS, skip_invalid=True))
     assert "CREATE POLICY" not in {s.kind for u in plan.units for s in u.cleaned.statements}
