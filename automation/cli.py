@@ -16,7 +16,10 @@ from automation import logs
 from loaders.errors import MigrationError
 from loaders.redaction import scrub
 
-COMMAND_MODULES: tuple[str, ...] = ("automation.commands.stack",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "automation.commands.stack",
+    "automation.commands.schema",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
