@@ -16,7 +16,7 @@ from automation import logs
 from loaders.errors import MigrationError
 from loaders.redaction import scrub
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("automation.commands.copy", "automation.commands.verify")
 
 
 def build_parser() -> argparse.ArgumentParser:
