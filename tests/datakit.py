@@ -114,6 +114,14 @@ async def fetchval(url: str, sql: str, *args: object) -> object:
         await conn.close()
 
 
+async def fetchrows(url: str, sql: str, *args: object) -> list[tuple]:
+    conn = await asyncpg.connect(url)
+    try:
+        return [tuple(r) for r in await conn.fetch(sql, *args)]
+    finally:
+        await conn.close()
+
+
 async def copy_all(source: str, target: str, **options: object) -> CopyReport:
     """The `migrate` sequence the lead will call: snapshot → plan → copy → sequences."""
     src, tgt = parse_url(source, "source"), parse_url(target, "target")
