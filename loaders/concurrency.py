@@ -17,7 +17,7 @@ import structlog
 from loaders.errors import MigrationError
 
 T = TypeVar("T")
-log = structlog.get_logger().bind(stage="retry")
+log = structlog.get_logger(stage="retry")
 
 # Failures that say "the connection or server had a moment", not "the data or SQL is wrong".
 TRANSIENT: tuple[type[BaseException], ...] = (

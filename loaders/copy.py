@@ -33,7 +33,7 @@ from loaders.progress import CopyProgress, LogProgress, Stopwatch
 from loaders.snapshot import Snapshot
 from loaders.stream import DEFAULT_BUFFER_CHUNKS, BlockRange, pipe
 
-log = structlog.get_logger().bind(stage="copy")
+log = structlog.get_logger(stage="copy")
 
 FORMATS = ("auto", "binary", "text")
 TID_RANGE_SCAN_VERSION = 140000  # before PG 14 a ctid range is a full scan: don't split

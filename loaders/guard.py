@@ -28,7 +28,7 @@ from loaders.concurrency import task_group
 from loaders.errors import MigrationError
 from loaders.state import SCHEMA
 
-log = structlog.get_logger().bind(stage="guard")
+log = structlog.get_logger(stage="guard")
 
 # Relations to protect: the loaded tables plus their partition ancestors (FKs and their clones
 # hang off the partitioned parent).

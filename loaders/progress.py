@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from rich.console import Console
@@ -28,7 +28,7 @@ class CopyProgress(Protocol):
 class LogProgress:
     """Structured events only (CI, pipes): one at start, one at the end of each unit."""
 
-    log: structlog.typing.FilteringBoundLogger = field(default_factory=lambda: structlog.get_logger().bind(stage="copy"))
+    log: Any = field(default_factory=lambda: structlog.get_logger(stage="copy"))
 
     def started(self, unit: str, expected_bytes: int) -> None:
         self.log.info("table_started", table=unit, expected_bytes=expected_bytes)

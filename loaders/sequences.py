@@ -19,7 +19,7 @@ from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError
 from loaders.snapshot import Snapshot
 
-log = structlog.get_logger().bind(stage="sequences")
+log = structlog.get_logger(stage="sequences")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from loaders.connect import connect, create_pool
 from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError
 
-log = structlog.get_logger().bind(stage="snapshot")
+log = structlog.get_logger(stage="snapshot")
 
 # Session settings that make row::text identical on every major version (verify relies on it).
 CANONICAL_SETTINGS = {

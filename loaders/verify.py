@@ -28,7 +28,7 @@ from loaders.errors import VerificationMismatch
 from loaders.sequences import read_values
 from loaders.snapshot import Snapshot, apply_canonical, open_snapshot
 
-log = structlog.get_logger().bind(stage="verify")
+log = structlog.get_logger(stage="verify")
 
 _CHECKSUM = "coalesce(sum(('x' || substr(md5(r::text), 1, 16))::bit(64)::bigint::numeric), 0)::text"
 
