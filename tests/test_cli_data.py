@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 
 import anyio
+import asyncpg
 import pytest
 import structlog
 
 from automation.cli import main
 from loaders.catalog import read_catalog
+from loaders.dsn import parse_url
+from loaders.verify import verify
 from tests.datakit import copy_all, prepare, run_sql
 
 
@@ -66,8 +69,6 @@ def test_copy_refuses_non_empty_target_with_exit_1(
 
 async def test_catalog_reads_what_to_copy(source_db: str, target_db: str) -> None:
     await prepare(source_db, target_db)
-    import asyncpg
-
     conn = await asyncpg.connect(source_db)
     try:
         await conn.execute("CREATE SCHEMA auth; CREATE TABLE auth.users (id uuid PRIMARY KEY)")
@@ -88,9 +89,6 @@ async def test_catalog_reads_what_to_copy(source_db: str, target_db: str) -> Non
 
 
 async def test_range_split_gives_the_same_checksum_as_one_stream(source_db: str, target_db: str) -> None:
-    from loaders.dsn import parse_url
-    from loaders.verify import verify
-
     await prepare(source_db, target_db, bulk=20_000)
     report = await copy_all(source_db, target_db, jobs=2, split_bytes=128 * 1024, max_ranges=4, tables=("bulk",))
     assert report.tables[0].ranges == 4 and report.tables[0].rows == 20_000

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import anyio
 import pytest
 
-from loaders.copy import CopyOptions, build_copy_plan, copy_tables
 from loaders.dsn import parse_url
 from loaders.errors import MigrationError
-from loaders.snapshot import open_snapshot
 from loaders.verify import verify
 from tests.datakit import copy_all, fetchval, prepare, row_texts, run_sql
 
