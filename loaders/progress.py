@@ -61,7 +61,10 @@ class RichProgress:
 
     def started(self, unit: str, expected_bytes: int) -> None:
         self.rows[unit] = 0
-        self.tasks[unit] = self.progress.add_task(unit, total=max(expected_bytes, 1), rows=0)
+        if unit in self.tasks:  # a retried unit starts its bar again
+            self.progress.reset(self.tasks[unit], total=max(expected_bytes, 1), rows=0)
+        else:
+            self.tasks[unit] = self.progress.add_task(unit, total=max(expected_bytes, 1), rows=0)
 
     def advanced(self, unit: str, nbytes: int, rows: int | None) -> None:
         if rows:

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import anyio
 import asyncpg
 import structlog
 
@@ -76,8 +77,25 @@ class Snapshot:
                     raise _pooler_error(self.url, exc) from None
                 yield conn
             finally:
-                if not conn.is_closed():
-                    await conn.execute("ROLLBACK")
+                await _end_read(conn)
+
+
+async def _end_read(conn: asyncpg.Connection) -> None:
+    """Roll back even when cancelled (Ctrl-C); a connection stuck mid-COPY is dropped instead."""
+    with anyio.CancelScope(shield=True):
+        try:
+            if not conn.is_closed():
+                await conn.execute("ROLLBACK")
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            conn.terminate()
+
+
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    try:
+        with anyio.fail_after(5):
+            await pool.close()
+    except (TimeoutError, asyncpg.InterfaceError):
+        pool.terminate()
 
 
 async def _export(conn: asyncpg.Connection) -> str:
@@ -104,6 +122,8 @@ async def open_snapshot(source: DatabaseUrl, *, readers: int = 4) -> AsyncIterat
             log.info("snapshot_exported", snapshot=snapshot_id, server_version=version)
             yield Snapshot(source, snapshot_id, coordinator, pool, version)
         finally:
-            await pool.close()
+            with anyio.CancelScope(shield=True):
+                await _close_pool(pool)
     finally:
-        await coordinator.close()
+        with anyio.CancelScope(shield=True):
+            await coordinator.close(timeout=5)

@@ -71,3 +71,20 @@ async def test_non_empty_target_is_refused_and_untouched(source_db: str, target_
 
     await copy_all(source_db, target_db, jobs=1, truncate=True)
     assert await row_texts(target_db, "public.audit") == await row_texts(source_db, "public.audit")
+
+
+async def test_works_on_a_pre_data_only_target(source_db: str, target_db: str) -> None:
+    """The dump path loads tables without keys, FKs, indexes or triggers first: nothing to set aside."""
+    await prepare(source_db, target_db)
+    await run_sql(target_db, """
+        ALTER TABLE orders DROP CONSTRAINT orders_customer_id_fkey;
+        ALTER TABLE orders DROP CONSTRAINT orders_pkey;
+        ALTER TABLE customers DROP CONSTRAINT customers_pkey;
+        ALTER TABLE audit DROP CONSTRAINT audit_pkey, DROP CONSTRAINT audit_order_id_key;
+        ALTER TABLE bulk DROP CONSTRAINT bulk_pkey;
+        DROP TRIGGER orders_audit ON orders;
+        DROP INDEX orders_at_idx;""")
+    report = await copy_all(source_db, target_db, jobs=2)
+    assert report.set_aside == {} and report.restored == {}
+    result = await verify(parse_url(source_db, "source"), parse_url(target_db, "target"))
+    assert result.ok, result.mismatches()
