@@ -44,7 +44,15 @@ CREATE TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION
 CREATE INDEX orders_at_idx ON orders (at);
 CREATE SEQUENCE standalone_seq;
 CREATE SEQUENCE unused_seq;
-CREATE TABLE events (id bigint NOT NULL, at date NOT NULL, payload text) PARTITION BY RANGE (at);
+CREATE TABLE events (id bigint NOT NULL, at date NOT NULL, payload text,
+                     customer_id bigint REFERENCES customers(id)) PARTITION BY RANGE (at);
+CREATE TABLE event_log (event_id bigint NOT NULL UNIQUE);
+CREATE FUNCTION log_event() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO event_log VALUES (NEW.id);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER events_log AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION log_event();
 CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
 CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
 CREATE VIEW order_view AS SELECT id, note FROM orders;
@@ -72,7 +80,8 @@ SELECT (SELECT id FROM customers ORDER BY id OFFSET (g % 30) LIMIT 1),
 FROM generate_series(1, 60) g;
 SELECT setval('standalone_seq', 41);
 SELECT setval('unused_seq', 7, false);
-INSERT INTO events SELECT g, date '2024-06-01' + g * 2, 'event ' || g FROM generate_series(1, 200) g;
+INSERT INTO events SELECT g, date '2024-06-01' + g * 2, 'event ' || g, (SELECT min(id) FROM customers)
+FROM generate_series(1, 200) g;
 REFRESH MATERIALIZED VIEW order_counts;
 """
 

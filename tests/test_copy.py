@@ -9,7 +9,8 @@ from loaders.errors import MigrationError
 from loaders.verify import verify
 from tests.datakit import copy_all, fetchval, prepare, row_texts, run_sql
 
-TABLES = ("public.customers", "public.orders", "public.audit", "public.events_2024", "public.events_2025", "public.bulk")
+TABLES = ("public.customers", "public.orders", "public.audit", "public.events_2024", "public.events_2025", "public.bulk",
+          "public.event_log")
 SEQUENCES = ("customers_id_seq", "orders_id_seq", "audit_id_seq", "standalone_seq", "unused_seq")
 
 
@@ -37,12 +38,18 @@ async def test_trigger_silent_fks_and_indexes_restored(source_db: str, target_db
     await prepare(source_db, target_db)
     report = await copy_all(source_db, target_db, jobs=2)
 
-    assert report.set_aside["trigger"] == ["public.orders: orders_audit"]
-    assert report.set_aside["foreign_key"] == ["public.orders: orders_customer_id_fkey"]
+    assert report.set_aside["trigger"] == [
+        "public.events_2024: events_log", "public.events_2025: events_log", "public.orders: orders_audit"]
+    assert report.set_aside["foreign_key"] == ["public.events: events_customer_id_fkey",
+                                               "public.orders: orders_customer_id_fkey"]
     assert report.set_aside["index"] == ["public.orders: orders_at_idx"]
-    # the AFTER INSERT trigger did not fire during the load: audit holds exactly the source's rows
+    # the AFTER INSERT triggers did not fire during the load (on a plain table and on partitions
+    # through a trigger cloned from the partitioned parent): the logs hold exactly the source's rows
     assert await row_texts(target_db, "public.audit") == await row_texts(source_db, "public.audit")
-    assert await fetchval(target_db, "SELECT tgenabled::text FROM pg_trigger WHERE tgname = 'orders_audit'") == "O"
+    assert await fetchval(target_db, "SELECT count(*) FROM event_log") == 200
+    assert await fetchval(target_db, "SELECT string_agg(DISTINCT tgenabled::text, '') FROM pg_trigger WHERE NOT tgisinternal") == "O"
+    # the partitioned FK came back on the parent and, through it, on every partition
+    assert await fetchval(target_db, "SELECT count(*) FROM pg_constraint WHERE conname = 'events_customer_id_fkey'") == 3
     assert await fetchval(target_db, "SELECT convalidated FROM pg_constraint WHERE conname = 'orders_customer_id_fkey'")
     assert await fetchval(target_db, "SELECT count(*) FROM pg_constraint WHERE NOT convalidated") == 0
     assert await fetchval(target_db, "SELECT to_regclass('public.orders_at_idx') IS NOT NULL")
@@ -78,6 +85,9 @@ async def test_works_on_a_pre_data_only_target(source_db: str, target_db: str) -
     await prepare(source_db, target_db)
     await run_sql(target_db, """
         ALTER TABLE orders DROP CONSTRAINT orders_customer_id_fkey;
+        ALTER TABLE events DROP CONSTRAINT events_customer_id_fkey;
+        ALTER TABLE event_log DROP CONSTRAINT event_log_event_id_key;
+        DROP TRIGGER events_log ON events;
         ALTER TABLE orders DROP CONSTRAINT orders_pkey;
         ALTER TABLE customers DROP CONSTRAINT customers_pkey;
         ALTER TABLE audit DROP CONSTRAINT audit_pkey, DROP CONSTRAINT audit_order_id_key;

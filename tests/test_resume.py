@@ -47,7 +47,8 @@ class Hook:
 async def test_cancelled_copy_resumes_to_identical_checksums(source_db: str, target_db: str, split: bool) -> None:
     await prepare(source_db, target_db, bulk=BULK_ROWS)
     extra = {"split_bytes": 256 * 1024, "max_ranges": 3} if split else {}
-    small = {"public.customers", "public.orders", "public.audit", "public.events_2024", "public.events_2025"}
+    small = {"public.customers", "public.orders", "public.audit", "public.events_2024", "public.events_2025",
+             "public.event_log"}
     hook = Hook()
     # Hold the big table's TRUNCATE back (a lock on the target) until the small tables are
     # committed, then press "Ctrl-C" on its first streamed chunk: a deterministic mid-table stop.
@@ -71,7 +72,7 @@ async def test_cancelled_copy_resumes_to_identical_checksums(source_db: str, tar
     assert states.get("public.bulk") == ("started" if split else None)  # never 'done' for half a table
     if not split:  # one transaction: the half-streamed rows were rolled back
         assert await fetchval(target_db, "SELECT count(*) FROM bulk") == 0
-    assert await fetchval(target_db, "SELECT count(*) FROM supabase_to_rds.load_guard") == 3  # kept for resume
+    assert await fetchval(target_db, "SELECT count(*) FROM supabase_to_rds.load_guard") == 6  # kept for resume
 
     with pytest.raises(MigrationError, match="not empty"):  # a plain rerun refuses what the first run wrote
         await copy_all(source_db, target_db, jobs=2, **extra)
