@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from loaders.errors import MigrationError
+
 # Supabase-managed schemas (FIELD-NOTES) + Postgres' own + our bookkeeping schema.
 MANAGED_SCHEMAS: frozenset[str] = frozenset({
     "auth", "storage", "realtime", "extensions", "graphql", "graphql_public", "net",
@@ -173,6 +175,33 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('v', 'm') AND n.nspname = ANY($1::text[])
 ORDER BY 1, 2
 """
+
+
+# Tables whose rows the current role would see filtered by row-level security policies.
+_RLS_FILTERED_SQL = """
+SELECT format('%s.%s', n.nspname, c.relname) AS key
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relrowsecurity AND to_regclass(format('%I.%I', n.nspname, c.relname)) = ANY($1::regclass[])
+  AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
+  AND (c.relforcerowsecurity OR NOT pg_has_role(current_user, c.relowner, 'USAGE'))
+ORDER BY 1
+"""
+
+
+async def rls_filtered(conn: asyncpg.Connection, tables: Seq[Table]) -> list[str]:
+    """Tables this role would read only partly: a copy from them would silently lose rows."""
+    rows = await conn.fetch(_RLS_FILTERED_SQL, [t.ident for t in tables])
+    return [r["key"] for r in rows]
+
+
+async def refuse_rls_filtered(conn: asyncpg.Connection, tables: Seq[Table], user: str) -> None:
+    filtered = await rls_filtered(conn, tables)
+    if filtered:
+        raise MigrationError(
+            f"source role {user!r} is subject to row-level security on {', '.join(filtered)}: "
+            "reading it would silently miss rows",
+            "connect as the tables' owner or a role with BYPASSRLS (on Supabase: the postgres user)",
+        )
 
 
 async def user_schemas(conn: asyncpg.Connection) -> list[str]:

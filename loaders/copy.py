@@ -24,7 +24,7 @@ import asyncpg
 import structlog
 
 from loaders import guard, state
-from loaders.catalog import Catalog, Table, read_catalog
+from loaders.catalog import Catalog, Table, read_catalog, refuse_rls_filtered
 from loaders.concurrency import task_group, with_retry
 from loaders.connect import connection, create_pool
 from loaders.dsn import DatabaseUrl
@@ -179,6 +179,7 @@ async def build_copy_plan(snap: Snapshot, target: DatabaseUrl, options: CopyOpti
     """What will be copied, how, and in which order (largest first). Writes nothing anywhere."""
     async with snap.reader() as src:
         catalog = await read_catalog(src, options.schemas, options.tables)
+        await refuse_rls_filtered(src, catalog.tables, snap.url.user)
     if options.tables:
         found = {t.key for t in catalog.tables} | {t.name for t in catalog.tables}
         unknown = [name for name in options.tables if name not in found]

@@ -32,6 +32,9 @@ CANONICAL_SETTINGS = {
     "TimeZone": "UTC", "DateStyle": "ISO, YMD", "IntervalStyle": "postgres",
     "extra_float_digits": "1", "bytea_output": "hex", "statement_timeout": "0",
     "idle_in_transaction_session_timeout": "0",
+    # Never let a policy filter rows silently: with row_security off, a query RLS would
+    # filter raises an error instead.
+    "row_security": "off",
 }
 
 

@@ -98,3 +98,27 @@ async def test_works_on_a_pre_data_only_target(source_db: str, target_db: str) -
     assert report.set_aside == {} and report.restored == {}
     result = await verify(parse_url(source_db, "source"), parse_url(target_db, "target"))
     assert result.ok, result.mismatches()
+
+
+async def test_source_role_under_row_level_security_is_refused(pg15, source_db: str, target_db: str) -> None:
+    """Supabase tables have RLS on: a role that doesn't bypass it would copy a filtered subset."""
+    await prepare(source_db, target_db)
+    database = source_db.rsplit("/", 1)[1]
+    await run_sql(source_db, f"""
+        DO $$ BEGIN
+          IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_reader') THEN
+            CREATE ROLE app_reader LOGIN PASSWORD 'reader-pw-123';
+          END IF;
+        END $$;
+        GRANT CONNECT ON DATABASE "{database}" TO app_reader;
+        GRANT SELECT ON ALL TABLES IN SCHEMA public TO app_reader;
+        GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO app_reader;
+        ALTER TABLE customers ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY only_some ON customers FOR SELECT USING (id < 10);""")
+    reader_url = pg15.url(database, user="app_reader", password="reader-pw-123")
+    with pytest.raises(MigrationError) as info:
+        await copy_all(reader_url, target_db, jobs=1)
+    assert "row-level security on public.customers" in info.value.cause
+    with pytest.raises(MigrationError, match="row-level security"):
+        await verify(parse_url(reader_url, "source"), parse_url(target_db, "target"))
+    assert await fetchval(target_db, "SELECT to_regnamespace('supabase_to_rds') IS NULL")
