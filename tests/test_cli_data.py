@@ -43,9 +43,10 @@ def test_copy_then_verify_detects_changed_and_missing_rows(
     assert json.loads(capsys.readouterr().out)["ok"] is True
 
     anyio.run(run_sql, target_db, "UPDATE orders SET note = 'tampered' WHERE id = 5; DELETE FROM events_2025 WHERE id = 150")
-    assert main(["verify", "--json"]) == 2
+    assert main(["verify", "--json", "--report", str(tmp_path / "verify.json")]) == 2
     captured = capsys.readouterr()
     result = json.loads(captured.out)
+    assert json.loads((tmp_path / "verify.json").read_text()) == result
     assert set(result["mismatches"]) == {"public.orders", "public.events_2025"}
     assert "public.orders" in captured.err and "public.events_2025" in captured.err
     assert password not in captured.out + captured.err

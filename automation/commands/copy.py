@@ -12,7 +12,7 @@ import anyio
 
 from loaders.copy import FORMATS, CopyOptions, CopyReport, build_copy_plan, copy_tables, default_jobs
 from loaders.dsn import url_from
-from loaders.progress import LogProgress, RichProgress, default_progress
+from loaders.progress import RichProgress, default_progress
 from loaders.redaction import scrub_value
 from loaders.sequences import sync_sequences
 from loaders.snapshot import open_snapshot
@@ -20,6 +20,11 @@ from loaders.snapshot import open_snapshot
 
 def csv(value: str) -> tuple[str, ...]:
     return tuple(part for part in (p.strip() for p in value.split(",")) if part)
+
+
+def add_url_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", help="source URL (default: $SOURCE_DATABASE_URL)")
+    parser.add_argument("--target", help="target URL (default: $TARGET_DATABASE_URL)")
 
 
 def add_copy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,11 +75,10 @@ def handle(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("copy", help="copy table data from one source snapshot into the target")
-    parser.add_argument("--source", help="source URL (default: $SOURCE_DATABASE_URL)")
-    parser.add_argument("--target", help="target URL (default: $TARGET_DATABASE_URL)")
+    add_url_arguments(parser)
     add_copy_arguments(parser)
     parser.add_argument("--report", help="write the copy report as JSON to this file")
     parser.set_defaults(handler=handle)
 
 
-__all__ = ["LogProgress", "add_copy_arguments", "copy_options", "register", "run_copy"]
+__all__ = ["add_copy_arguments", "add_url_arguments", "copy_options", "csv", "register", "run_copy", "write_report"]

@@ -7,7 +7,7 @@ import argparse
 import anyio
 from rich.console import Console
 
-from automation.commands.copy import csv
+from automation.commands.copy import add_url_arguments, csv, write_report
 from loaders.dsn import url_from
 from loaders.verify import VerifyReport, verify
 
@@ -23,16 +23,17 @@ def handle(args: argparse.Namespace) -> int:
         print(report.to_json())
     else:
         report.render(Console())
+    write_report(args.report, report.to_dict())
     report.raise_for_mismatch()
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("verify", help="prove the target holds the same rows as the source")
-    parser.add_argument("--source", help="source URL (default: $SOURCE_DATABASE_URL)")
-    parser.add_argument("--target", help="target URL (default: $TARGET_DATABASE_URL)")
+    add_url_arguments(parser)
     parser.add_argument("--schemas", type=csv, help="comma-separated schemas (default: all user schemas)")
     parser.add_argument("--tables", type=csv, help="comma-separated tables")
     parser.add_argument("--no-checksums", action="store_true", help="counts only (faster)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--report", help="also write the report as JSON to this file")
     parser.set_defaults(handler=handle)
