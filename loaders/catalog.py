@@ -204,6 +204,11 @@ async def refuse_rls_filtered(conn: asyncpg.Connection, tables: Seq[Table], user
         )
 
 
+async def missing_schemas(conn: asyncpg.Connection, schemas: Seq[str]) -> list[str]:
+    present = {r["nspname"] for r in await conn.fetch("SELECT nspname FROM pg_namespace WHERE nspname = ANY($1::text[])", list(schemas))}
+    return [s for s in schemas if s not in present]
+
+
 async def user_schemas(conn: asyncpg.Connection) -> list[str]:
     """Every schema a Supabase user owns data in: all but system, Supabase-managed and ours."""
     rows = await conn.fetch(_SCHEMAS_SQL, sorted(MANAGED_SCHEMAS))

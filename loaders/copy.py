@@ -24,7 +24,7 @@ import asyncpg
 import structlog
 
 from loaders import guard, state
-from loaders.catalog import Catalog, Table, read_catalog, refuse_rls_filtered
+from loaders.catalog import Catalog, Table, missing_schemas, read_catalog, refuse_rls_filtered
 from loaders.concurrency import task_group, with_retry
 from loaders.connect import connection, create_pool
 from loaders.dsn import DatabaseUrl
@@ -178,6 +178,9 @@ async def _non_empty(conn: asyncpg.Connection, tables: Sequence[Table]) -> list[
 async def build_copy_plan(snap: Snapshot, target: DatabaseUrl, options: CopyOptions) -> CopyPlan:
     """What will be copied, how, and in which order (largest first). Writes nothing anywhere."""
     async with snap.reader() as src:
+        unknown_schemas = await missing_schemas(src, options.schemas or ())
+        if unknown_schemas:
+            raise MigrationError(f"source has no schema {', '.join(unknown_schemas)}", "check --schemas")
         catalog = await read_catalog(src, options.schemas, options.tables)
         await refuse_rls_filtered(src, catalog.tables, snap.url.user)
     if options.tables:

@@ -66,6 +66,10 @@ def test_copy_refuses_non_empty_target_with_exit_1(
     assert main(["copy", "--source", source_db, "--target", target_db]) == 1
     err = capsys.readouterr().err
     assert "public.customers" in err and "--truncate" in err
+    assert main(["copy", "--source", source_db, "--target", target_db, "--schemas", "public,nope"]) == 1
+    assert "source has no schema nope" in capsys.readouterr().err
+    assert main(["copy", "--source", source_db, "--target", target_db, "--tables", "customers,ghost"]) == 1
+    assert "source has no table ghost" in capsys.readouterr().err
 
 
 async def test_catalog_reads_what_to_copy(source_db: str, target_db: str) -> None:
