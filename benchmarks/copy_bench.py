@@ -30,10 +30,16 @@ from loaders.dsn import parse_url
 from tests.conftest import create_database
 from tests.datakit import copy_all, run_sql
 
-DDL = """CREATE TABLE big (id bigint PRIMARY KEY, n int, label text, at timestamptz, amount numeric(12, 2), flags boolean[]);
-         CREATE INDEX big_label_idx ON big (label);"""
-FILL = """INSERT INTO big SELECT g, g % 1000, md5(g::text) || md5((g * 7)::text), now() - g * interval '1 minute',
-          g / 7.0, ARRAY[g % 2 = 0, g % 3 = 0] FROM generate_series(1, {rows}) g; ANALYZE big;"""
+TABLE_DDL = """CREATE TABLE {t} (id bigint PRIMARY KEY, n int, label text, at timestamptz, amount numeric(12, 2), flags boolean[]);
+         CREATE INDEX {t}_label_idx ON {t} (label);"""
+TABLE_FILL = """INSERT INTO {t} SELECT g, g % 1000, md5(g::text) || md5((g * 7)::text), now() - g * interval '1 minute',
+          g / 7.0, ARRAY[g % 2 = 0, g % 3 = 0] FROM generate_series(1, {rows}) g; ANALYZE {t};"""
+DDL = TABLE_DDL.format(t="big")
+FILL = TABLE_FILL.replace("{t}", "big")
+
+
+def layout(tables: int) -> list[str]:
+    return ["big"] if tables == 1 else [f"big_{i}" for i in range(1, tables + 1)]
 CASES = [
     {"format": "binary", "jobs": 1}, {"format": "text", "jobs": 1},
     {"format": "binary", "jobs": 2}, {"format": "text", "jobs": 2},
@@ -49,24 +55,29 @@ async def fresh_target(target: LocalPostgres) -> str:
     return url
 
 
-async def run_cases(source: LocalPostgres, target: LocalPostgres, rows: int, repeat: int) -> None:
+async def run_cases(source: LocalPostgres, target: LocalPostgres, rows: int, repeat: int, tables: int) -> None:
     """Median of `repeat` runs per case: the machine is shared, single runs are noisy."""
+    names = layout(tables)
+    ddl = "".join(TABLE_DDL.format(t=t) for t in names)
     source_url = await create_database(source)
-    await run_sql(source_url, DDL + FILL.format(rows=rows))
+    await run_sql(source_url, ddl + "".join(TABLE_FILL.format(t=t, rows=rows // tables) for t in names))
     conn = await asyncpg.connect(source_url)
-    size = await conn.fetchval("SELECT pg_table_size('big')")
+    size = await conn.fetchval("SELECT sum(pg_table_size(c.oid))::bigint FROM pg_class c WHERE relname = ANY($1::text[])", names)
     await conn.close()
     for case in CASES:
         times = []
         for _ in range(repeat):
-            target_url = await fresh_target(target)
+            target_url = await create_database(target, owner_is_superuser=False)
+            await run_sql(target_url, ddl)
             started = time.perf_counter()
             report = await copy_all(source_url, target_url, **case)
             times.append(time.perf_counter() - started)
         seconds = statistics.median(times)
-        print(json.dumps({**case, "rows": report.rows, "table_mb": round(size / 1e6, 1), "seconds": round(seconds, 3),
+        print(json.dumps({**case, "tables": tables, "rows": report.rows, "table_mb": round(size / 1e6, 1), "seconds": round(seconds, 3),
                           "rows_per_s": round(report.rows / seconds), "stream_mb": round(report.bytes / 1e6, 1)}),
               flush=True)
+    if tables > 1:
+        return
     times = []
     for _ in range(repeat):
         target_url = await fresh_target(target)
@@ -110,6 +121,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--tables", type=int, default=1, help="spread the rows over this many tables")
     parser.add_argument("--child", nargs=2)
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
@@ -125,7 +137,7 @@ def main() -> None:
                     subprocess.run([sys.executable, "-m", "benchmarks.copy_bench", "--rows", str(rows), "--child",
                                     str(source.data_dir), str(target.data_dir)], check=True)
             else:
-                anyio.run(run_cases, source, target, args.rows, args.repeat)
+                anyio.run(run_cases, source, target, args.rows, args.repeat, args.tables)
         finally:
             source.stop()
             target.stop()

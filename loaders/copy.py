@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -213,6 +214,14 @@ async def build_copy_plan(snap: Snapshot, target: DatabaseUrl, options: CopyOpti
 # ---------------------------------------------------------------- execution
 
 
+@dataclass(frozen=True)
+class _Piece:
+    rows: int
+    bytes: int
+    started: float
+    ended: float
+
+
 @dataclass
 class _Run:
     snap: Snapshot
@@ -222,11 +231,11 @@ class _Run:
     limiter: anyio.CapacityLimiter
     results: list[TableResult] = field(default_factory=list)
 
-    async def _unit(self, plan: TablePlan, block_range: BlockRange | None, label: str) -> tuple[int, int]:
+    async def _unit(self, plan: TablePlan, block_range: BlockRange | None, label: str) -> _Piece:
         """One target transaction; TRUNCATE + FREEZE when it is the whole table."""
         whole = block_range is None
-        self.progress.started(label, plan.table.bytes // max(1, len(plan.ranges) or 1))
-        watch = Stopwatch()
+        self.progress.started(label, plan.table.bytes // max(1, len(plan.ranges)))
+        started = time.monotonic()
 
         def on_chunk(nbytes: int, rows: int | None) -> None:
             self.progress.advanced(label, nbytes, rows)
@@ -240,11 +249,12 @@ class _Run:
             )
             if whole:
                 await state.mark(tgt, plan.table.key, "done", rows=rows, nbytes=nbytes,
-                                 seconds=watch.seconds, snapshot=self.snap.snapshot_id)
-        self.progress.finished(label, rows, nbytes, watch.seconds)
-        return rows, nbytes
+                                 seconds=time.monotonic() - started, snapshot=self.snap.snapshot_id)
+        piece = _Piece(rows, nbytes, started, time.monotonic())
+        self.progress.finished(label, rows, nbytes, piece.ended - piece.started)
+        return piece
 
-    async def _retrying(self, plan: TablePlan, block_range: BlockRange | None) -> tuple[int, int]:
+    async def _retrying(self, plan: TablePlan, block_range: BlockRange | None) -> _Piece:
         label = plan.table.key + (block_range.label() if block_range else "")
         async with self.limiter:
             return await with_retry(
@@ -256,25 +266,29 @@ class _Run:
             await tgt.execute(f"TRUNCATE ONLY {plan.table.ident}")
             await state.mark(tgt, plan.table.key, "started", snapshot=self.snap.snapshot_id)
 
+    async def _copy_ranges(self, plan: TablePlan) -> list[_Piece]:
+        await with_retry(lambda: self._start_split(plan), what=plan.table.key, attempts=self.options.retries)
+        pieces: list[_Piece] = []
+
+        async def one(block_range: BlockRange) -> None:
+            pieces.append(await self._retrying(plan, block_range))
+
+        async with task_group() as tg:
+            for block_range in plan.ranges:
+                tg.start_soon(one, block_range)
+        return pieces
+
     async def copy_table(self, plan: TablePlan) -> None:
-        watch = Stopwatch()
-        if not plan.split:
-            rows, nbytes = await self._retrying(plan, None)
-        else:
-            await with_retry(lambda: self._start_split(plan), what=plan.table.key, attempts=self.options.retries)
-            parts: list[tuple[int, int]] = []
-
-            async def one(block_range: BlockRange) -> None:
-                parts.append(await self._retrying(plan, block_range))
-
-            async with task_group() as tg:
-                for block_range in plan.ranges:
-                    tg.start_soon(one, block_range)
-            rows, nbytes = sum(p[0] for p in parts), sum(p[1] for p in parts)
+        """Seconds reported are the table's own streaming time (first start to last end), not
+        the time it waited for a free job slot."""
+        pieces = await self._copy_ranges(plan) if plan.split else [await self._retrying(plan, None)]
+        rows, nbytes = sum(p.rows for p in pieces), sum(p.bytes for p in pieces)
+        seconds = round(max(p.ended for p in pieces) - min(p.started for p in pieces), 3)
+        if plan.split:
             async with self.pool.acquire() as tgt:
                 await state.mark(tgt, plan.table.key, "done", rows=rows, nbytes=nbytes,
-                                 seconds=watch.seconds, snapshot=self.snap.snapshot_id)
-        self.results.append(TableResult(plan.table.key, rows, nbytes, round(watch.seconds, 3), plan.format, max(1, len(plan.ranges))))
+                                 seconds=seconds, snapshot=self.snap.snapshot_id)
+        self.results.append(TableResult(plan.table.key, rows, nbytes, seconds, plan.format, max(1, len(plan.ranges))))
 
 
 async def _refresh_matviews(pool: asyncpg.Pool, plan: CopyPlan) -> list[str]:
