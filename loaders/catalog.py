@@ -130,6 +130,9 @@ SELECT n.nspname AS schema, c.relname AS name, format('%I.%I', n.nspname, c.reln
               ORDER BY a.attnum) AS type_oids
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r' AND n.nspname = ANY($1::text[])
+  -- extension members (e.g. PostGIS's spatial_ref_sys in public) are filled by CREATE EXTENSION
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                  AND d.deptype = 'e')
 ORDER BY pg_relation_size(c.oid) DESC, n.nspname, c.relname
 """
 
@@ -165,6 +168,8 @@ LEFT JOIN pg_class t ON t.oid = d.refobjid
 LEFT JOIN pg_namespace tn ON tn.oid = t.relnamespace
 LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
 WHERE s.relkind = 'S' AND n.nspname = ANY($1::text[])
+  AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass AND e.objid = s.oid
+                  AND e.deptype = 'e')
 ORDER BY 1, 2
 """
 

@@ -14,6 +14,9 @@ from loaders.sequences import sync_sequences
 from loaders.snapshot import apply_canonical, open_snapshot
 
 SCHEMA = r"""
+CREATE EXTENSION citext;  -- trusted extensions: the non-superuser target owner may create them
+CREATE EXTENSION hstore;
+CREATE TABLE profiles (id int PRIMARY KEY, handle citext UNIQUE, attrs hstore);
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 CREATE TABLE customers (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -83,6 +86,7 @@ SELECT setval('unused_seq', 7, false);
 INSERT INTO events SELECT g, date '2024-06-01' + g * 2, 'event ' || g, (SELECT min(id) FROM customers)
 FROM generate_series(1, 200) g;
 REFRESH MATERIALIZED VIEW order_counts;
+INSERT INTO profiles VALUES (1, 'Alice', 'a=>1, "b c"=>"d,e", n=>NULL'), (2, 'BOB', ''), (3, NULL, NULL);
 """
 
 

@@ -48,7 +48,7 @@ async def test_cancelled_copy_resumes_to_identical_checksums(source_db: str, tar
     await prepare(source_db, target_db, bulk=BULK_ROWS)
     extra = {"split_bytes": 256 * 1024, "max_ranges": 3} if split else {}
     small = {"public.customers", "public.orders", "public.audit", "public.events_2024", "public.events_2025",
-             "public.event_log"}
+             "public.event_log", "public.profiles"}
     hook = Hook()
     # Hold the big table's TRUNCATE back (a lock on the target) until the small tables are
     # committed, then press "Ctrl-C" on its first streamed chunk: a deterministic mid-table stop.
