@@ -136,9 +136,12 @@ WHERE c.relkind = 'r' AND n.nspname = ANY($1::text[])
 ORDER BY pg_relation_size(c.oid) DESC, n.nspname, c.relname
 """
 
-# A type is binary-safe when its binary form carries no OID that differs between servers:
-# built-in scalar types, enums (sent as their label), domains over safe types, and arrays of
-# built-in types only (an array's binary header names its element type's OID).
+# A type is binary-safe when its binary form is defined by the server itself and carries no
+# OID that differs between servers: built-in scalar and range types, enums (sent as their
+# label), domains over safe types, and arrays of built-in types only (an array's or composite's
+# binary form names its element types' server-local OIDs; PG 18 was seen to accept a mismatch,
+# older targets reject it, so it is not relied on). Extension types go as text: their binary
+# form is the extension's own and some (e.g. seg) have none.
 _BINARY_SAFE_SQL = """
 WITH RECURSIVE base AS (
   SELECT t.oid AS start, t.oid, t.typtype, t.typbasetype, t.typelem, t.typcategory

@@ -214,6 +214,13 @@ async def build_copy_plan(snap: Snapshot, target: DatabaseUrl, options: CopyOpti
 # ---------------------------------------------------------------- execution
 
 
+def _copy_failed(plan: TablePlan, exc: asyncpg.PostgresError) -> MigrationError:
+    fix = "fix the cause, then rerun with --resume (tables already copied are kept)"
+    if plan.format == "binary":
+        fix = "use --format auto or text (binary COPY is only portable for built-in types); " + fix
+    return MigrationError(f"copying {plan.table.key} ({plan.format}) failed: {type(exc).__name__}: {exc}", fix)
+
+
 @dataclass(frozen=True)
 class _Piece:
     rows: int
@@ -281,7 +288,10 @@ class _Run:
     async def copy_table(self, plan: TablePlan) -> None:
         """Seconds reported are the table's own streaming time (first start to last end), not
         the time it waited for a free job slot."""
-        pieces = await self._copy_ranges(plan) if plan.split else [await self._retrying(plan, None)]
+        try:
+            pieces = await self._copy_ranges(plan) if plan.split else [await self._retrying(plan, None)]
+        except asyncpg.PostgresError as exc:
+            raise _copy_failed(plan, exc) from None
         rows, nbytes = sum(p.rows for p in pieces), sum(p.bytes for p in pieces)
         seconds = round(max(p.ended for p in pieces) - min(p.started for p in pieces), 3)
         if plan.split:

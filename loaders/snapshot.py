@@ -30,7 +30,7 @@ log = structlog.get_logger(stage="snapshot")
 # Session settings that make row::text identical on every major version (verify relies on it).
 CANONICAL_SETTINGS = {
     "TimeZone": "UTC", "DateStyle": "ISO, YMD", "IntervalStyle": "postgres",
-    "extra_float_digits": "1", "bytea_output": "hex", "statement_timeout": "0",
+    "extra_float_digits": "1", "bytea_output": "hex", "lc_monetary": "C", "statement_timeout": "0",
     "idle_in_transaction_session_timeout": "0",
     # Never let a policy filter rows silently: with row_security off, a query RLS would
     # filter raises an error instead.
