@@ -19,6 +19,8 @@ from loaders.redaction import scrub
 COMMAND_MODULES: tuple[str, ...] = (
     "automation.commands.stack",
     "automation.commands.schema",
+    "automation.commands.copy",
+    "automation.commands.verify",
 )
 
 
