@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "automation.commands.schema",
     "automation.commands.copy",
     "automation.commands.verify",
+    "automation.commands.migrate",
 )
 
 

@@ -9,9 +9,7 @@ server plays a Supabase project seeded with the bundled demo dataset.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
@@ -20,17 +18,18 @@ import asyncpg
 import structlog
 
 from automation.localpg import LocalPostgres
+from automation.sample import supabase_source_sql
 from automation.stack import PROJECT_DIR
-from loaders.connect import connection
+from automation.commands.migrate import migrate_and_report
 from loaders.dsn import DatabaseUrl, parse_url, url_from
-from loaders.redaction import MASK
+from loaders.schema_clean import split_statements
+from loaders.schema_target import TargetServer, adapt_to_target
 
 STATE_ENV = "SUPABASE_TO_RDS_HOME"
 MASTER_USER = "app_admin"
 TARGET_DB = "app"
 SOURCE_DB = "postgres"
-SEEDED_MARK = "supabase_to_rds.seeded"
-log = structlog.get_logger().bind(stage="local")
+log = structlog.get_logger(stage="local")
 
 
 def state_dir() -> Path:
@@ -62,20 +61,24 @@ async def ensure_rds_like_target(server: LocalPostgres) -> DatabaseUrl:
 
 
 async def ensure_sample_source(server: LocalPostgres) -> DatabaseUrl:
-    """Seed the demo Supabase project once; later runs find it seeded and leave it alone."""
-    url = parse_url(server.url(SOURCE_DB), "source")
-    admin = await asyncpg.connect(server.url(SOURCE_DB))
-    try:
-        seeded = await admin.fetchval("SELECT to_regclass($1) IS NOT NULL", SEEDED_MARK)
-        if not seeded:
-            log.info("seeding_sample_source")
-            async with admin.transaction():
-                await admin.execute(_sample_sql("supabase_source.sql"))
-                await admin.execute(_sample_sql("seed.sql"))
-                await admin.execute(f"CREATE SCHEMA IF NOT EXISTS supabase_to_rds; CREATE TABLE {SEEDED_MARK} (at timestamptz DEFAULT now())")
-    finally:
-        await admin.close()
-    return url
+    """Seed the demo Supabase project once (a marker file in its data dir remembers it).
+    The wheel has no uuid-ossp/pgcrypto, so CREATE EXTENSION is adapted exactly as it is
+    for a target that lacks them."""
+    marker = server.data_dir / "supabase_to_rds.seeded"
+    if not marker.exists():
+        log.info("seeding_sample_source")
+        conn = await asyncpg.connect(server.url(SOURCE_DB))
+        try:
+            statements = split_statements(supabase_source_sql(), source_name="supabase_source.sql")
+            adapted, _changes = adapt_to_target(statements, await TargetServer.read(conn))
+            async with conn.transaction():
+                for statement in adapted:
+                    await conn.execute(statement.sql)
+                await conn.execute(_sample_sql("seed.sql"))
+        finally:
+            await conn.close()
+        marker.write_text("seeded\n")
+    return parse_url(server.url(SOURCE_DB), "source")
 
 
 def run_local(args: argparse.Namespace) -> int:
@@ -92,23 +95,8 @@ def run_local(args: argparse.Namespace) -> int:
             servers.append(source_server)
             source = anyio.run(ensure_sample_source, source_server)
         log.info("local_servers", target=target.safe, source=source.safe, state=str(home))
-        return migrate_and_report(source, target, args, reports=home / "reports", env_file=home / "backend.env")
+        return migrate_and_report(source, target, args, out_dir=home)
     finally:
         if not getattr(args, "keep_running", False):
             for server in servers:
                 server.stop()
-
-
-def backend_env_line(app_url: DatabaseUrl, *, show_secrets: bool) -> str:
-    shown = app_url.dsn() if show_secrets else app_url.dsn(with_password=False).replace("@", f":{MASK}@", 1)
-    return f"DATABASE_URL={shown}"
-
-
-def write_report(report: dict, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, default=str))
-    return path
-
-
-def timestamped(folder: Path, kind: str) -> Path:
-    return folder / f"{kind}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"

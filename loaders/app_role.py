@@ -15,7 +15,7 @@ from loaders.errors import MigrationError
 from loaders.redaction import register_secret
 from loaders.supabase import BOOKKEEPING_SCHEMA, EXTENSIONS_SCHEMA, MANAGED_SCHEMAS
 
-log = structlog.get_logger().bind(stage="app-role")
+log = structlog.get_logger(stage="app-role")
 
 USER_SCHEMAS = """
   SELECT n.nspname FROM pg_namespace n

@@ -27,9 +27,16 @@ from loaders.schema_apply import apply_statements
 from loaders.schema_clean import Change, CleanResult, CleanStatement, clean_sql
 from loaders.schema_diff import KINDS, PRE_DATA_KINDS, SchemaDiff, diff_schemas
 from loaders.schema_export import dump_schema
-from loaders.schema_target import TargetServer, adapt_to_target, api_roles, auth_shim, base_setup
+from loaders.schema_target import (
+    TargetServer,
+    adapt_to_target,
+    api_roles,
+    auth_shim,
+    base_setup,
+    preinstalled_extensions,
+)
 
-log = structlog.get_logger().bind(stage="schema")
+log = structlog.get_logger(stage="schema")
 PRE_DATA = "pg_dump/pre-data.sql"
 POST_DATA = "pg_dump/post-data.sql"
 # Session settings while applying: Supabase's search_path (unqualified extension calls
@@ -186,6 +193,11 @@ async def prepare_schema(
     async with connection(target) as conn:
         await apply_statements(conn, setup)
         server = await _prepare_session(conn)
+        wanted = preinstalled_extensions(s for u in plan.units for s in u.cleaned.statements)
+        extensions, changes = adapt_to_target(wanted, server)
+        await apply_statements(conn, extensions)
+        report.changes += changes
+        report.target_setup += [s.sql for s in extensions]
         await _apply_units(conn, plan.phase("migration", "pre-data"), server, report)
         post = plan.phase("post-data")
         if post:

@@ -15,7 +15,7 @@ import structlog
 from loaders.errors import MigrationError
 from loaders.schema_clean import CleanStatement
 
-log = structlog.get_logger().bind(stage="schema")
+log = structlog.get_logger(stage="schema")
 SNIPPET = 160
 
 

@@ -240,14 +240,14 @@ def _children(node: ast.Node) -> Iterator[object]:
         yield getattr(node, name, None)
 
 
-def _walk(value: object) -> Iterator[ast.Node]:
+def walk_nodes(value: object) -> Iterator[ast.Node]:
     if isinstance(value, (tuple, list)):
         for item in value:
-            yield from _walk(item)
+            yield from walk_nodes(item)
     elif isinstance(value, ast.Node):
         yield value
         for child in _children(value):
-            yield from _walk(child)
+            yield from walk_nodes(child)
 
 
 def _is_dropped_fk(node: ast.Node) -> bool:
@@ -571,7 +571,7 @@ class _Cleaner:
         return node
 
     def auth_calls(self, node: ast.Node, ctx: "_Ctx") -> ast.Node:
-        for sub in _walk(node):
+        for sub in walk_nodes(node):
             if isinstance(sub, ast.FuncCall):
                 names = _string_list(sub.funcname)
                 if names and len(names) == 2 and names[0] == AUTH_SCHEMA:

@@ -23,7 +23,7 @@ from loaders.errors import MigrationError
 from loaders.redaction import scrub
 from loaders.supabase import BOOKKEEPING_SCHEMA, MANAGED_SCHEMAS
 
-log = structlog.get_logger().bind(stage="schema-export")
+log = structlog.get_logger(stage="schema-export")
 SECTIONS = ("pre-data", "post-data")
 EXCLUDED = sorted(MANAGED_SCHEMAS | {BOOKKEEPING_SCHEMA}) + ["pg_temp_*", "pg_toast_temp_*"]
 DUMP_FLAGS = (

@@ -17,7 +17,7 @@ import asyncpg
 from pglast import ast, parser
 
 from loaders.errors import MigrationError
-from loaders.schema_clean import Change, CleanStatement, split_statements
+from loaders.schema_clean import Change, CleanStatement, split_statements, walk_nodes
 from loaders.supabase import API_ROLES, BOOKKEEPING_SCHEMA, EXTENSIONS_SCHEMA
 
 SETUP = "target setup"
@@ -69,6 +69,40 @@ def api_roles(roles: Iterable[str]) -> list[CleanStatement]:
         for r in wanted
     )
     return [_statement(f"DO $roles$ BEGIN\n{body}END $roles$")]
+
+
+# Supabase preinstalls these extensions in schema `extensions`, so migration files call
+# their functions (`extensions.uuid_generate_v4()`, `crypt(…)`) without CREATE EXTENSION.
+PREINSTALLED_FUNCTIONS: dict[str, str] = {
+    **dict.fromkeys(("uuid_generate_v1", "uuid_generate_v1mc", "uuid_generate_v3", "uuid_generate_v4",
+                     "uuid_generate_v5", "uuid_nil", "uuid_ns_dns", "uuid_ns_url"), "uuid-ossp"),
+    **dict.fromkeys(("gen_random_bytes", "crypt", "gen_salt", "digest", "hmac", "pgp_sym_encrypt",
+                     "pgp_sym_decrypt", "armor", "dearmor"), "pgcrypto"),
+}
+
+
+def _called_functions(statement: CleanStatement) -> Iterable[tuple[str | None, str]]:
+    for raw in parser.parse_sql(statement.sql):
+        for node in walk_nodes(raw.stmt):
+            if isinstance(node, ast.FuncCall):
+                names = [n.sval for n in node.funcname]
+                yield (names[0] if len(names) > 1 else None), names[-1]
+
+
+def preinstalled_extensions(statements: Iterable[CleanStatement]) -> list[CleanStatement]:
+    """CREATE EXTENSION for the preinstalled extensions the schema calls but never creates."""
+    needed: set[str] = set()
+    created: set[str] = set()
+    for statement in statements:
+        found = extension_of(statement) if statement.kind == "CREATE EXTENSION" else None
+        if found:
+            created.add(found[0])
+            continue
+        for schema, name in _called_functions(statement):
+            if schema in (None, EXTENSIONS_SCHEMA) and name in PREINSTALLED_FUNCTIONS:
+                needed.add(PREINSTALLED_FUNCTIONS[name])
+    return [CleanStatement(f'CREATE EXTENSION IF NOT EXISTS "{name}" WITH SCHEMA {EXTENSIONS_SCHEMA}',
+                           SETUP, 0, "CREATE EXTENSION") for name in sorted(needed - created)]
 
 
 def extension_of(statement: CleanStatement) -> tuple[str, str] | None:

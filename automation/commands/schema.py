@@ -16,11 +16,9 @@ from pathlib import Path
 
 import anyio
 
+from automation.commands.options import add_schema_arguments, schema_options
 from loaders.dsn import DatabaseUrl, url_from
-from loaders.schema import SchemaOptions, SchemaPlan, SchemaReport, finish_schema, plan_schema, prepare_schema
-from loaders.schema_clean import RLS_MODES
-
-APP_ROLE_PASSWORD_ENV = "APP_ROLE_PASSWORD"
+from loaders.schema import SchemaPlan, SchemaReport, finish_schema, plan_schema, prepare_schema
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,15 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--target", help="target URL (default: $TARGET_DATABASE_URL)")
     parser.add_argument("--source", help="source URL (default: $SOURCE_DATABASE_URL); dumped when no --migrations, diffed always")
-    parser.add_argument("--migrations", type=Path, metavar="DIR", help="apply this folder's *.sql files instead of a dump")
-    parser.add_argument("--rls", choices=RLS_MODES, default="strip",
-                        help="strip policies and RLS (default) or keep them with an auth.uid() shim")
-    parser.add_argument("--skip-invalid", action="store_true", help="skip statements that don't parse, and report them")
     parser.add_argument("--dry-run", action="store_true", help="print the cleaned SQL and the changes; touch nothing")
     parser.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
-    parser.add_argument("--app-role", metavar="NAME",
-                        help=f"create a least-privilege login role for the backend (password from ${APP_ROLE_PASSWORD_ENV})")
-    parser.add_argument("--no-diff", action="store_true", help="skip the schema diff against the source")
+    add_schema_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -46,13 +38,6 @@ def _source(args: argparse.Namespace) -> DatabaseUrl | None:
     if args.source or os.environ.get("SOURCE_DATABASE_URL") or args.migrations is None:
         return url_from(args.source, "source")
     return None
-
-
-def options_from(args: argparse.Namespace) -> SchemaOptions:
-    return SchemaOptions(
-        migrations=args.migrations, rls=args.rls, skip_invalid=args.skip_invalid, app_role=args.app_role,
-        app_role_password=os.environ.get(APP_ROLE_PASSWORD_ENV) if args.app_role else None, diff=not args.no_diff,
-    )
 
 
 def print_changes(plan_or_report: SchemaPlan | SchemaReport) -> None:
@@ -63,7 +48,7 @@ def print_changes(plan_or_report: SchemaPlan | SchemaReport) -> None:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    options = options_from(args)
+    options = schema_options(args)
     source = _source(args)
     if args.dry_run:
         plan = await plan_schema(source, options)
