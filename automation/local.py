@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from importlib import resources
 from pathlib import Path
 
 import anyio
@@ -18,7 +17,7 @@ import asyncpg
 import structlog
 
 from automation.localpg import LocalPostgres
-from automation.sample import supabase_source_sql
+from automation.sample import sample_sql, supabase_source_sql
 from automation.stack import PROJECT_DIR
 from automation.commands.migrate import migrate_and_report
 from loaders.dsn import DatabaseUrl, parse_url, url_from
@@ -35,10 +34,6 @@ log = structlog.get_logger(stage="local")
 def state_dir() -> Path:
     """Where `up --local` keeps its servers, reports and the backend's env file."""
     return Path(os.environ.get(STATE_ENV) or PROJECT_DIR / ".local").resolve()
-
-
-def _sample_sql(name: str) -> str:
-    return resources.files("automation.sample").joinpath(name).read_text()
 
 
 async def ensure_rds_like_target(server: LocalPostgres) -> DatabaseUrl:
@@ -74,7 +69,7 @@ async def ensure_sample_source(server: LocalPostgres) -> DatabaseUrl:
             async with conn.transaction():
                 for statement in adapted:
                     await conn.execute(statement.sql)
-                await conn.execute(_sample_sql("seed.sql"))
+                await conn.execute(sample_sql("seed.sql"))
         finally:
             await conn.close()
         marker.write_text("seeded\n")
