@@ -10,7 +10,10 @@ import anyio
 import pytest
 
 from automation.cli import main
+from automation.plan import build_migration_plan
 from automation.sample import sample_sql
+from loaders.dsn import parse_url
+from loaders.schema import SchemaOptions
 from tests.datakit import fetchrows, fetchval, run_sql
 from tests.schema_support import supabase_source
 
@@ -78,3 +81,13 @@ def test_transaction_pooler_source_is_refused_in_one_line(target_db: str, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1
     assert "transaction pooler" in err[0] and "pw-secret" not in err[0]
+
+
+async def test_preview_plan_lists_tables_and_removals_and_touches_nothing(seeded_source: str) -> None:
+    before = await fetchval(seeded_source, "SELECT count(*) FROM pg_class")
+    plan = await build_migration_plan(parse_url(seeded_source, "source"), SchemaOptions())
+    sizes = {t.table: t for t in plan.tables}
+    assert {"public.tasks", "public.activity", "public.profiles"} <= set(sizes)
+    assert sizes["public.tasks"].bytes > 0
+    assert plan.removals_by_kind()["dropped CREATE POLICY"] == 5
+    assert await fetchval(seeded_source, "SELECT count(*) FROM pg_class") == before

@@ -6,11 +6,13 @@ import argparse
 import json
 import os
 
+import anyio
 import structlog
 
 from automation import stack as pulumi_stack
 from automation.commands.migrate import migrate_and_report
-from automation.commands.options import add_pipeline_arguments
+from automation.commands.options import add_pipeline_arguments, add_schema_arguments, schema_options
+from automation.plan import build_migration_plan, render_plan
 from loaders.dsn import url_from
 from loaders.redaction import MASK
 
@@ -53,9 +55,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
     log.info("preview", changes=dict(result.change_summary))
     source = args.source or os.environ.get("SOURCE_DATABASE_URL")
     if source:
-        from automation.plan import print_migration_plan
-
-        print_migration_plan(source, rls=args.rls)
+        plan = anyio.run(build_migration_plan, url_from(source, "source"), schema_options(args))
+        render_plan(plan)
     return 0
 
 
@@ -99,7 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                              description="Preview infrastructure changes and, with --source, what the migration would do. " + ENV_HELP)
     _add_stack(preview)
     preview.add_argument("--source", help="Supabase URL to plan the migration from; env SOURCE_DATABASE_URL")
-    preview.add_argument("--rls", choices=["strip", "shim"], default="strip")
+    add_schema_arguments(preview)
     preview.set_defaults(handler=cmd_preview)
 
     destroy = sub.add_parser("destroy", help="delete the stack's resources", description=ENV_HELP)
