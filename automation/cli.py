@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "automation.commands.copy",
     "automation.commands.verify",
     "automation.commands.migrate",
+    "automation.commands.drift",
 )
 
 

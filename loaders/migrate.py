@@ -23,6 +23,7 @@ from loaders.dsn import DatabaseUrl
 from loaders.errors import VerificationMismatch
 from loaders.redaction import scrub_value
 from loaders.schema import SchemaOptions, SchemaReport, finish_schema, prepare_schema
+from loaders.schema_diff import schema_catalog
 from loaders.sequences import SequenceValue, sync_sequences
 from loaders.snapshot import open_snapshot
 from loaders.supabase import BOOKKEEPING_SCHEMA
@@ -100,14 +101,35 @@ class _Phases:
 
 
 async def record_run(target: DatabaseUrl, report: MigrationReport) -> None:
-    """Keep a trace of each run on the target (bookkeeping schema), for drift checks later."""
+    """Keep each run on the target (bookkeeping schema): the report, and the schema the target
+    had when it was verified — what a later drift check compares against."""
+    catalog = await schema_catalog(target)
     async with connection(target) as conn:
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {BOOKKEEPING_SCHEMA}")
         await conn.execute(
             f"CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
-            "finished_at timestamptz NOT NULL DEFAULT now(), ok boolean NOT NULL, report jsonb NOT NULL)"
+            "finished_at timestamptz NOT NULL DEFAULT now(), ok boolean NOT NULL, report jsonb NOT NULL, "
+            "schema_catalog jsonb NOT NULL)"
         )
-        await conn.execute(f"INSERT INTO {RUNS_TABLE} (ok, report) VALUES ($1, $2::jsonb)", report.ok, report.to_json())
+        await conn.execute(f"INSERT INTO {RUNS_TABLE} (ok, report, schema_catalog) VALUES ($1, $2::jsonb, $3::jsonb)",
+                           report.ok, report.to_json(), json.dumps(catalog))
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    report: dict[str, Any]
+    schema_catalog: dict[str, dict[str, str]]
+
+
+async def last_verified_run(target: DatabaseUrl) -> RecordedRun | None:
+    """The newest successful run recorded on the target, if any."""
+    async with connection(target) as conn:
+        if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", RUNS_TABLE):
+            return None
+        row = await conn.fetchrow(f"SELECT report, schema_catalog FROM {RUNS_TABLE} WHERE ok ORDER BY id DESC LIMIT 1")
+    if row is None:
+        return None
+    return RecordedRun(json.loads(row["report"]), json.loads(row["schema_catalog"]))
 
 
 async def migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOptions) -> MigrationReport:

@@ -149,19 +149,26 @@ def compare(source: Catalog, target: Catalog) -> SchemaDiff:
     return diff
 
 
+async def schema_catalog(
+    url: DatabaseUrl, *, schemas: Iterable[str] | None = None,
+    ignore_fks_to: Iterable[str] = DEFAULT_IGNORED_FK_SCHEMAS, kinds: Iterable[str] = KINDS,
+) -> Catalog:
+    """One side's user schema as plain data (JSON-serialisable, so a migrate can record it)."""
+    async with connection(url) as conn:
+        return await read_catalog(conn, list(kinds), sorted(schemas) if schemas is not None else None,
+                                  sorted(ignore_fks_to))
+
+
 async def diff_schemas(
     source: DatabaseUrl, target: DatabaseUrl, *, schemas: Iterable[str] | None = None,
     ignore_fks_to: Iterable[str] = DEFAULT_IGNORED_FK_SCHEMAS, kinds: Iterable[str] = KINDS,
 ) -> SchemaDiff:
     """Differences between the source's and the target's user schemas (both read concurrently)."""
     wanted = list(kinds)
-    schema_list = sorted(schemas) if schemas is not None else None
-    ignored = sorted(ignore_fks_to)
     catalogs: dict[str, Catalog] = {}
 
     async def read(side: str, url: DatabaseUrl) -> None:
-        async with connection(url) as conn:
-            catalogs[side] = await read_catalog(conn, wanted, schema_list, ignored)
+        catalogs[side] = await schema_catalog(url, schemas=schemas, ignore_fks_to=ignore_fks_to, kinds=wanted)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(read, "source", source)

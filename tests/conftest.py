@@ -78,3 +78,18 @@ async def source_db(pg15: LocalPostgres) -> AsyncIterator[str]:
 async def target_db(pg18: LocalPostgres) -> AsyncIterator[str]:
     """A fresh database on the PG 18 target, owned by a non-superuser (RDS's master user)."""
     yield await create_database(pg18, owner_is_superuser=False)
+
+
+@pytest.fixture
+async def seeded_source(pg15: LocalPostgres) -> AsyncIterator[str]:
+    """The bundled Supabase-shaped demo project with its demo rows, on the PG 15 source."""
+    from automation.sample import sample_sql, supabase_source_sql
+
+    url = await create_database(pg15)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(supabase_source_sql())
+        await conn.execute(sample_sql("seed.sql"))
+    finally:
+        await conn.close()
+    yield url

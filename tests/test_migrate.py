@@ -11,23 +11,14 @@ import pytest
 
 from automation.cli import main
 from automation.plan import build_migration_plan
-from automation.sample import sample_sql
 from loaders.dsn import parse_url
 from loaders.schema import SchemaOptions
-from tests.datakit import fetchrows, fetchval, run_sql
-from tests.schema_support import supabase_source
+from tests.datakit import fetchrows, fetchval
 
 
 async def cli(argv: list[str]) -> int:
     """The CLI runs its own event loop (anyio.run), so it gets a thread of its own here."""
     return await anyio.to_thread.run_sync(main, argv)
-
-
-@pytest.fixture
-async def seeded_source(pg15) -> str:
-    url = await supabase_source(pg15)
-    await run_sql(url, sample_sql("seed.sql"))
-    return url
 
 
 async def test_migrate_moves_and_proves_a_supabase_project(

@@ -1,0 +1,112 @@
+"""`drift`: infrastructure (Pulumi refresh + no-change preview), schema and data, one verdict.
+
+Exit 0 clean, 2 drift found, 1 could not check — so a nightly job fails exactly when
+someone has to look. Benign differences (AWS minor upgrades, storage autoscaling) are
+listed but do not fail the check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import anyio
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from automation import stack as pulumi_stack
+from automation.drift_infra import findings_from_events
+from loaders.drift import DriftFinding, DriftReport, data_drift, schema_drift
+from loaders.dsn import DatabaseUrl, url_from
+from loaders.errors import MigrationError
+
+
+def infrastructure_findings(stack_name: str) -> list[DriftFinding]:
+    """Refresh preview (live vs recorded) and a preview expecting no changes (program vs live)."""
+    from pulumi import automation as auto
+
+    pulumi_stack.check_prerequisites(aws=True)
+    stack = pulumi_stack.open_stack(stack_name, create=False)
+    events: list[Any] = []
+    stack.preview_refresh(on_event=events.append)
+    try:
+        stack.preview(expect_no_changes=True, on_event=events.append)
+    except auto.CommandError:
+        pass  # the preview fails when it finds changes; its events say which
+    return [DriftFinding("infrastructure", f"{f.resource}.{f.property}", f.kind, f.reason, f.severity)
+            for f in findings_from_events(events)]
+
+
+def _target(args: argparse.Namespace) -> DatabaseUrl | None:
+    if args.target or os.environ.get("TARGET_DATABASE_URL"):
+        return url_from(args.target, "target")
+    if args.stack:
+        stack = pulumi_stack.open_stack(args.stack, create=False)
+        outputs = pulumi_stack.plain_outputs(stack.outputs())
+        return pulumi_stack.master_url(pulumi_stack.connection_from_outputs(outputs, ca_bundle=args.ca_bundle))
+    return None
+
+
+async def database_findings(source: DatabaseUrl | None, target: DatabaseUrl, report: DriftReport,
+                            *, checksums: bool) -> None:
+    report.checked.append("schema")
+    report.findings += await schema_drift(source, target)
+    if source is not None:
+        report.checked.append("data" + (" (checksums)" if checksums else " (row counts)"))
+        report.findings += await data_drift(source, target, checksums=checksums)
+
+
+def render(report: DriftReport, console: Console) -> None:
+    grid = RichTable(title="drift")
+    for column in ("area", "object", "kind", "severity", "detail"):
+        grid.add_column(column)
+    for f in report.findings:
+        grid.add_row(f.area, f.object, f.kind, f.severity, f.detail)
+    console.print(grid)
+    console.print(f"checked: {', '.join(report.checked)} — "
+                  + ("no drift" if not report.drift else f"{len(report.drift)} drift finding(s)"))
+
+
+def handle(args: argparse.Namespace) -> int:
+    report = DriftReport()
+    if args.stack:
+        report.checked.append("infrastructure")
+        report.findings += infrastructure_findings(args.stack)
+    target = _target(args)
+    source = url_from(args.source, "source") if (args.source or os.environ.get("SOURCE_DATABASE_URL")) else None
+    if target is not None:
+        anyio.run(lambda: database_findings(source, target, report, checksums=args.checksums))
+    if not report.checked:
+        raise MigrationError("nothing to check", "pass --stack NAME and/or --target URL (with --source for data drift)")
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        render(report, Console(stderr=True))
+    if args.report:
+        Path(args.report).write_text(json.dumps(report.to_dict(), indent=2, default=str))
+    if args.markdown:
+        Path(args.markdown).write_text(report.to_markdown())
+    return 2 if report.drift else 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "drift", help="check infrastructure, schema and data drift (exit 2 on drift)",
+        description="Infrastructure drift with --stack (Pulumi refresh + preview); schema drift with --target "
+                    "(against --source, or the schema recorded by the last migrate); data drift with --source "
+                    "and --target. Environment: SOURCE_DATABASE_URL, TARGET_DATABASE_URL, PULUMI_BACKEND_URL, "
+                    "PULUMI_CONFIG_PASSPHRASE, AWS credentials.",
+        epilog="Exit codes: 0 clean, 2 drift found, 1 could not check.",
+    )
+    parser.add_argument("--stack", help="Pulumi stack to check (also resolves the target when --target is absent)")
+    parser.add_argument("--source", help="the old Supabase database (read-only window); env SOURCE_DATABASE_URL")
+    parser.add_argument("--target", help="the RDS database; env TARGET_DATABASE_URL")
+    parser.add_argument("--checksums", action="store_true", help="compare content checksums, not only row counts")
+    parser.add_argument("--ca-bundle", help="RDS CA bundle for sslmode=verify-full")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    parser.add_argument("--report", help="write the JSON report to this file")
+    parser.add_argument("--markdown", help="write a markdown summary (for a CI job summary) to this file")
+    parser.set_defaults(handler=handle)
