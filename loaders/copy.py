@@ -25,7 +25,7 @@ import asyncpg
 import structlog
 
 from loaders import guard, state
-from loaders.catalog import Catalog, Table, missing_schemas, read_catalog, refuse_rls_filtered
+from loaders.catalog import Catalog, Table, missing_schemas, read_catalog, refuse_unreadable
 from loaders.concurrency import task_group, with_retry
 from loaders.connect import connection, create_pool
 from loaders.dsn import DatabaseUrl
@@ -183,7 +183,7 @@ async def build_copy_plan(snap: Snapshot, target: DatabaseUrl, options: CopyOpti
         if unknown_schemas:
             raise MigrationError(f"source has no schema {', '.join(unknown_schemas)}", "check --schemas")
         catalog = await read_catalog(src, options.schemas, options.tables)
-        await refuse_rls_filtered(src, catalog.tables, snap.url.user)
+        await refuse_unreadable(src, catalog.tables, snap.url.user)
     if options.tables:
         found = {t.key for t in catalog.tables} | {t.name for t in catalog.tables}
         unknown = [name for name in options.tables if name not in found]

@@ -31,7 +31,7 @@ def test_copy_then_verify_detects_changed_and_missing_rows(
     report_file = tmp_path / "copy.json"
     assert main(["copy", "--source", source_db, "--target", target_db, "--jobs", "2", "--report", str(report_file)]) == 0
     report = json.loads(report_file.read_text())
-    assert report["total_rows"] == 561 and len(report["tables"]) == 8
+    assert report["total_rows"] == 565 and len(report["tables"]) == 9
     assert {s["sequence"] for s in report["sequences"]} >= {"public.standalone_seq", "public.customers_id_seq"}
     password = source_db.split(":")[2].split("@")[0]
     assert password not in report_file.read_text()
@@ -81,7 +81,7 @@ async def test_catalog_reads_what_to_copy(source_db: str, target_db: str) -> Non
     finally:
         await conn.close()
     keys = {t.key for t in catalog.tables}
-    assert keys == {"public.customers", "public.orders", "public.audit", "public.events_2024", "public.events_2025",
+    assert keys == {'App Data.Weird "Name" T', "public.customers", "public.orders", "public.audit", "public.events_2024", "public.events_2025",
                     "public.bulk", "public.event_log", "public.profiles"}
     orders = catalog.table("public.orders")
     assert orders is not None and "doubled" not in orders.column_names and "id" in orders.column_names
