@@ -31,7 +31,7 @@ from loaders.connect import connection, create_pool
 from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError
 from loaders.progress import CopyProgress, LogProgress, Stopwatch
-from loaders.snapshot import Snapshot, apply_canonical
+from loaders.snapshot import Snapshot, apply_load_settings
 from loaders.stream import DEFAULT_BUFFER_CHUNKS, BlockRange, pipe
 
 log = structlog.get_logger(stage="copy")
@@ -323,7 +323,7 @@ async def copy_tables(snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, optio
     progress = options.progress or LogProgress()
     # Same session settings as the source readers (ISO dates, UTC, no statement_timeout), so
     # text COPY output is parsed exactly as it was printed and long loads aren't cut off.
-    pool = await create_pool(target, options.jobs + 1, setup=apply_canonical)
+    pool = await create_pool(target, options.jobs + 1, setup=apply_load_settings)
     try:
         async with pool.acquire() as conn:
             await state.ensure_schema(conn)
