@@ -9,7 +9,7 @@ import anyio
 import asyncpg
 import pytest
 
-from loaders.copy import CopyOptions, build_copy_plan, copy_tables
+from loaders.copy import CopyOptions, build_copy_plan, copy_tables, restore_after_failure
 from loaders.dsn import parse_url
 from loaders.errors import MigrationError
 from loaders.sequences import sync_sequences
@@ -72,6 +72,11 @@ async def test_cancelled_copy_resumes_to_identical_checksums(source_db: str, tar
     if not split:  # one transaction: the half-streamed rows were rolled back
         assert await fetchval(target_db, "SELECT count(*) FROM bulk") == 0
     assert await fetchval(target_db, "SELECT count(*) FROM supabase_to_rds.load_guard") == 7  # kept for resume
+    if not split:  # giving up instead of resuming: everything set aside can be put back on its own
+        restored = await restore_after_failure(parse_url(target_db, "target"))
+        assert set(restored) == {"index", "foreign_key", "trigger"}
+        assert await fetchval(target_db, "SELECT count(*) FROM supabase_to_rds.load_guard") == 0
+        assert await fetchval(target_db, "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgenabled = 'D'") == 0
 
     with pytest.raises(MigrationError, match="not empty"):  # a plain rerun refuses what the first run wrote
         await copy_all(source_db, target_db, jobs=2, **extra)
