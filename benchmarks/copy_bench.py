@@ -108,12 +108,16 @@ async def memory_case(source_port_file: str, target_port_file: str, rows: int) -
     await run_sql(source_url, DDL + FILL.format(rows=rows))
     target_url = await create_database(target, owner_is_superuser=False)
     await run_sql(target_url, DDL)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
     report = await copy_all(source_url, target_url, format="binary", jobs=2)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"rows": report.rows, "stream_mb": round(report.bytes / 1e6, 1),
-                      "peak_rss_mb_before_copy": round(before / 1024, 1), "peak_rss_mb_after_copy": round(after / 1024, 1)}),
-          flush=True)
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime + after.ru_stime) - (usage.ru_utime + usage.ru_stime)
+    print(json.dumps({"rows": report.rows, "stream_mb": round(report.bytes / 1e6, 1), "seconds": round(seconds, 2),
+                      "our_process_cpu_s": round(cpu, 2),
+                      "peak_rss_mb_before_copy": round(usage.ru_maxrss / 1024, 1),
+                      "peak_rss_mb_after_copy": round(after.ru_maxrss / 1024, 1)}), flush=True)
 
 
 def main() -> None:

@@ -185,25 +185,30 @@ ORDER BY 1, 2
 """
 
 
-# Tables whose rows the current role would see filtered by row-level security policies.
-_RLS_FILTERED_SQL = """
-SELECT format('%s.%s', n.nspname, c.relname) AS key
+# Per table: can the current role read it at all, and would row-level security filter it?
+_READABILITY_SQL = """
+SELECT format('%s.%s', n.nspname, c.relname) AS key,
+       has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT') AS readable,
+       c.relrowsecurity
+         AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
+         AND (c.relforcerowsecurity OR NOT pg_has_role(current_user, c.relowner, 'USAGE')) AS filtered
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relrowsecurity AND to_regclass(format('%I.%I', n.nspname, c.relname)) = ANY($1::regclass[])
-  AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
-  AND (c.relforcerowsecurity OR NOT pg_has_role(current_user, c.relowner, 'USAGE'))
+JOIN unnest($1::text[], $2::text[]) AS t(schema, name) ON t.schema = n.nspname AND t.name = c.relname
 ORDER BY 1
 """
 
 
-async def rls_filtered(conn: asyncpg.Connection, tables: Seq[Table]) -> list[str]:
-    """Tables this role would read only partly: a copy from them would silently lose rows."""
-    rows = await conn.fetch(_RLS_FILTERED_SQL, [t.ident for t in tables])
-    return [r["key"] for r in rows]
-
-
-async def refuse_rls_filtered(conn: asyncpg.Connection, tables: Seq[Table], user: str) -> None:
-    filtered = await rls_filtered(conn, tables)
+async def refuse_unreadable(conn: asyncpg.Connection, tables: Seq[Table], user: str) -> None:
+    """A table the role can't read fails the copy late; one RLS filters would lose rows silently."""
+    rows = await conn.fetch(_READABILITY_SQL, [t.schema for t in tables], [t.name for t in tables])
+    unreadable = [r["key"] for r in rows if not r["readable"]]
+    if unreadable:
+        raise MigrationError(
+            f"source role {user!r} may not read {', '.join(unreadable)}",
+            "connect as the tables' owner (on Supabase: the postgres user) or GRANT USAGE on the schema "
+            "and SELECT on the tables",
+        )
+    filtered = [r["key"] for r in rows if r["filtered"]]
     if filtered:
         raise MigrationError(
             f"source role {user!r} is subject to row-level security on {', '.join(filtered)}: "

@@ -25,13 +25,13 @@ import asyncpg
 import structlog
 
 from loaders import guard, state
-from loaders.catalog import Catalog, Table, missing_schemas, read_catalog, refuse_rls_filtered
+from loaders.catalog import Catalog, Table, missing_schemas, read_catalog, refuse_unreadable
 from loaders.concurrency import task_group, with_retry
 from loaders.connect import connection, create_pool
 from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError
 from loaders.progress import CopyProgress, LogProgress, Stopwatch
-from loaders.snapshot import Snapshot, apply_canonical
+from loaders.snapshot import Snapshot, apply_load_settings
 from loaders.stream import DEFAULT_BUFFER_CHUNKS, BlockRange, pipe
 
 log = structlog.get_logger(stage="copy")
@@ -183,7 +183,7 @@ async def build_copy_plan(snap: Snapshot, target: DatabaseUrl, options: CopyOpti
         if unknown_schemas:
             raise MigrationError(f"source has no schema {', '.join(unknown_schemas)}", "check --schemas")
         catalog = await read_catalog(src, options.schemas, options.tables)
-        await refuse_rls_filtered(src, catalog.tables, snap.url.user)
+        await refuse_unreadable(src, catalog.tables, snap.url.user)
     if options.tables:
         found = {t.key for t in catalog.tables} | {t.name for t in catalog.tables}
         unknown = [name for name in options.tables if name not in found]
@@ -323,7 +323,7 @@ async def copy_tables(snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, optio
     progress = options.progress or LogProgress()
     # Same session settings as the source readers (ISO dates, UTC, no statement_timeout), so
     # text COPY output is parsed exactly as it was printed and long loads aren't cut off.
-    pool = await create_pool(target, options.jobs + 1, setup=apply_canonical)
+    pool = await create_pool(target, options.jobs + 1, setup=apply_load_settings)
     try:
         async with pool.acquire() as conn:
             await state.ensure_schema(conn)

@@ -42,7 +42,7 @@ rels AS (
 """
 
 _FOREIGN_KEYS = _RELS + """
-SELECT format('%I.%I', n.nspname, r.relname) AS table_name, c.conname AS name,
+SELECT format('%s.%s', n.nspname, r.relname) AS table_name, c.conname AS name,
        format('ALTER TABLE %I.%I DROP CONSTRAINT %I', n.nspname, r.relname, c.conname) AS set_aside,
        format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', n.nspname, r.relname, c.conname,
               pg_get_constraintdef(c.oid)) AS restore
@@ -53,7 +53,7 @@ ORDER BY 1, 2
 """
 
 _TRIGGERS = """
-SELECT format('%I.%I', n.nspname, r.relname) AS table_name, t.tgname AS name,
+SELECT format('%s.%s', n.nspname, r.relname) AS table_name, t.tgname AS name,
        format('ALTER TABLE %I.%I DISABLE TRIGGER %I', n.nspname, r.relname, t.tgname) AS set_aside,
        format('ALTER TABLE %I.%I ENABLE %s TRIGGER %I', n.nspname, r.relname,
               CASE t.tgenabled WHEN 'R' THEN 'REPLICA' WHEN 'A' THEN 'ALWAYS' ELSE '' END, t.tgname) AS restore
@@ -66,7 +66,7 @@ ORDER BY 1, 2
 # Indexes that back no constraint, are not attached to a partitioned parent's index, and carry
 # no table property a rebuild would lose (CLUSTER mark, replica identity).
 _INDEXES = """
-SELECT format('%I.%I', n.nspname, r.relname) AS table_name, ic.relname AS name,
+SELECT format('%s.%s', n.nspname, r.relname) AS table_name, ic.relname AS name,
        format('DROP INDEX %I.%I', n.nspname, ic.relname) AS set_aside,
        pg_get_indexdef(i.indexrelid) AS restore
 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class r ON r.oid = i.indrelid

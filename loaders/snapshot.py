@@ -38,13 +38,26 @@ CANONICAL_SETTINGS = {
 }
 
 
+# Target loading sessions: a lost commit after a server crash is harmless because each unit's
+# "done" row commits with its data (a resumed run redoes both), so don't wait for WAL flushes.
+LOAD_SETTINGS = {**CANONICAL_SETTINGS, "synchronous_commit": "off"}
+
+
+async def _apply(conn: asyncpg.Connection, settings: dict[str, str]) -> None:
+    await conn.execute(
+        "SELECT set_config(k, v, false) FROM unnest($1::text[], $2::text[]) AS s(k, v)",
+        list(settings), list(settings.values()),
+    )
+
+
 async def apply_canonical(conn: asyncpg.Connection) -> None:
     """Session settings for reproducible text output (pool `setup=`: runs on every acquire,
     because a pool's release does RESET ALL)."""
-    await conn.execute(
-        "SELECT set_config(k, v, false) FROM unnest($1::text[], $2::text[]) AS s(k, v)",
-        list(CANONICAL_SETTINGS), list(CANONICAL_SETTINGS.values()),
-    )
+    await _apply(conn, CANONICAL_SETTINGS)
+
+
+async def apply_load_settings(conn: asyncpg.Connection) -> None:
+    await _apply(conn, LOAD_SETTINGS)
 
 
 def _pooler_error(url: DatabaseUrl, exc: BaseException) -> MigrationError:

@@ -81,7 +81,7 @@ async def pipe(
     async with task_group() as tg:
         tg.start_soon(produce)
         status = await target.copy_to_table(
-            table.name, schema_name=table.schema, columns=list(table.column_names),
+            table.name, schema_name=table.schema, columns=list(table.column_names) or None,
             source=chunks(), format=fmt, freeze=freeze or None,
         )
     return copied_rows(status), total

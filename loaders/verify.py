@@ -19,7 +19,7 @@ import structlog
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from loaders.catalog import Table, read_catalog, refuse_rls_filtered
+from loaders.catalog import Table, read_catalog, refuse_unreadable
 from loaders.concurrency import task_group
 from loaders.connect import create_pool
 from loaders.copy import default_jobs
@@ -176,7 +176,7 @@ async def verify(
             return await verify(snap, target, checksums=checksums, schemas=schemas, tables=tables, jobs=jobs)
     async with source.reader() as src:
         catalog = await read_catalog(src, schemas, tables)
-        await refuse_rls_filtered(src, catalog.tables, source.url.user)
+        await refuse_unreadable(src, catalog.tables, source.url.user)
     report = VerifyReport(checksums=checksums, snapshot_id=source.snapshot_id)
     pool = await create_pool(target, jobs, setup=apply_canonical)
     try:

@@ -61,6 +61,9 @@ CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO (
 CREATE VIEW order_view AS SELECT id, note FROM orders;
 CREATE MATERIALIZED VIEW order_counts AS SELECT customer_id, count(*) AS n FROM orders GROUP BY 1;
 CREATE TABLE bulk (id int PRIMARY KEY, payload text NOT NULL);
+CREATE SCHEMA "App Data";
+CREATE TABLE "App Data"."Weird ""Name"" T" ("Mixed Case" int PRIMARY KEY, "sel""ect" text, "order" float8);
+CREATE INDEX "Weird idx" ON "App Data"."Weird ""Name"" T" ("order");
 """
 
 DATA = r"""
@@ -85,6 +88,7 @@ SELECT setval('unused_seq', 7, false);
 INSERT INTO events SELECT g, date '2024-06-01' + g * 2, 'event ' || g, (SELECT min(id) FROM customers)
 FROM generate_series(1, 200) g;
 REFRESH MATERIALIZED VIEW order_counts;
+INSERT INTO "App Data"."Weird ""Name"" T" VALUES (1, 'a', 0.1), (2, NULL, 'NaN'), (3, '', '-Infinity'), (4, 'x', 1e-310);
 INSERT INTO profiles VALUES (1, 'Alice', 'a=>1, "b c"=>"d,e", n=>NULL', '{happy,sad}', '1.5 .. 2.25'),
                             (2, 'BOB', '', '{}', '<3'), (3, NULL, NULL, NULL, NULL);
 """

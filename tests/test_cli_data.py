@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
 from pathlib import Path
 
 import anyio
@@ -14,7 +17,7 @@ from automation.cli import main
 from loaders.catalog import read_catalog
 from loaders.dsn import parse_url
 from loaders.verify import verify
-from tests.datakit import copy_all, prepare, run_sql
+from tests.datakit import copy_all, fetchval, prepare, run_sql
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +34,7 @@ def test_copy_then_verify_detects_changed_and_missing_rows(
     report_file = tmp_path / "copy.json"
     assert main(["copy", "--source", source_db, "--target", target_db, "--jobs", "2", "--report", str(report_file)]) == 0
     report = json.loads(report_file.read_text())
-    assert report["total_rows"] == 561 and len(report["tables"]) == 8
+    assert report["total_rows"] == 565 and len(report["tables"]) == 9
     assert {s["sequence"] for s in report["sequences"]} >= {"public.standalone_seq", "public.customers_id_seq"}
     password = source_db.split(":")[2].split("@")[0]
     assert password not in report_file.read_text()
@@ -81,7 +84,7 @@ async def test_catalog_reads_what_to_copy(source_db: str, target_db: str) -> Non
     finally:
         await conn.close()
     keys = {t.key for t in catalog.tables}
-    assert keys == {"public.customers", "public.orders", "public.audit", "public.events_2024", "public.events_2025",
+    assert keys == {'App Data.Weird "Name" T', "public.customers", "public.orders", "public.audit", "public.events_2024", "public.events_2025",
                     "public.bulk", "public.event_log", "public.profiles"}
     orders = catalog.table("public.orders")
     assert orders is not None and "doubled" not in orders.column_names and "id" in orders.column_names
@@ -103,3 +106,32 @@ async def test_range_split_gives_the_same_checksum_as_one_stream(source_db: str,
     single = await verify(parse_url(source_db, "source"), parse_url(target_db, "target"), tables=("bulk",))
     assert split.ok and single.ok
     assert split.tables[0].target_checksum == single.tables[0].target_checksum == single.tables[0].source_checksum
+
+
+async def test_ctrl_c_during_copy_leaves_a_resumable_state(source_db: str, target_db: str) -> None:
+    """A real SIGINT to `python -m automation copy` while a table is being loaded; then --resume."""
+    await prepare(source_db, target_db, bulk=5_000)
+    holder = await asyncpg.connect(target_db)  # holds bulk's TRUNCATE back so the signal lands mid-table
+    await holder.execute("BEGIN; LOCK TABLE bulk IN ACCESS SHARE MODE")
+    watcher = await asyncpg.connect(target_db)
+    env = {**os.environ, "SOURCE_DATABASE_URL": source_db, "TARGET_DATABASE_URL": target_db}
+    process = await anyio.open_process([sys.executable, "-m", "automation", "copy", "--jobs", "2"], env=env)
+    try:
+        with anyio.fail_after(60):
+            while not await watcher.fetchval("""SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                                                AND wait_event_type = 'Lock' AND query LIKE 'TRUNCATE%bulk%'"""):
+                await anyio.sleep(0.05)
+            process.send_signal(signal.SIGINT)
+            assert await process.wait() == 1
+        err = b"".join([chunk async for chunk in process.stderr]).decode() if process.stderr else ""
+    finally:
+        await process.aclose()
+        await holder.execute("ROLLBACK")
+        await holder.close()
+        await watcher.close()
+    assert "--resume" in err
+    assert await fetchval(target_db, "SELECT count(*) FROM supabase_to_rds.copy_state WHERE table_name = 'public.bulk'") == 0
+    resumed = await anyio.run_process([sys.executable, "-m", "automation", "copy", "--resume"], env=env, check=False)
+    assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
+    checked = await anyio.run_process([sys.executable, "-m", "automation", "verify"], env=env, check=False)
+    assert checked.returncode == 0, checked.stdout.decode()[-2000:]

@@ -9,8 +9,10 @@ from loaders.errors import MigrationError
 from loaders.verify import verify
 from tests.datakit import copy_all, fetchval, prepare, row_texts, run_sql
 
-TABLES = ("public.customers", "public.orders", "public.audit", "public.events_2024", "public.events_2025", "public.bulk",
-          "public.event_log", "public.profiles")
+# report key → SQL name
+TABLES = {name: name for name in ("public.customers", "public.orders", "public.audit", "public.events_2024",
+                                  "public.events_2025", "public.bulk", "public.event_log", "public.profiles")}
+TABLES['App Data.Weird "Name" T'] = '"App Data"."Weird ""Name"" T"'
 SEQUENCES = ("customers_id_seq", "orders_id_seq", "audit_id_seq", "standalone_seq", "unused_seq")
 
 
@@ -28,7 +30,7 @@ async def test_tricky_data_round_trips_exactly(source_db: str, target_db: str, f
         assert formats["public.profiles"] == "text"
     else:
         assert set(formats.values()) == {"text"}
-    for table in TABLES:
+    for table in TABLES.values():
         assert await row_texts(target_db, table) == await row_texts(source_db, table), table
     # the generated column was recomputed by the target, identity values kept with their gaps
     assert await row_texts(target_db, "public.orders", "id, doubled") == await row_texts(source_db, "public.orders", "id, doubled")
@@ -47,7 +49,7 @@ async def test_trigger_silent_fks_and_indexes_restored(source_db: str, target_db
         "public.events_2024: events_log", "public.events_2025: events_log", "public.orders: orders_audit"]
     assert report.set_aside["foreign_key"] == ["public.events: events_customer_id_fkey",
                                                "public.orders: orders_customer_id_fkey"]
-    assert report.set_aside["index"] == ["public.orders: orders_at_idx"]
+    assert report.set_aside["index"] == ['App Data.Weird "Name" T: Weird idx', "public.orders: orders_at_idx"]
     # the AFTER INSERT triggers did not fire during the load (on a plain table and on partitions
     # through a trigger cloned from the partitioned parent): the logs hold exactly the source's rows
     assert await row_texts(target_db, "public.audit") == await row_texts(source_db, "public.audit")
@@ -98,14 +100,15 @@ async def test_works_on_a_pre_data_only_target(source_db: str, target_db: str) -
         ALTER TABLE audit DROP CONSTRAINT audit_pkey, DROP CONSTRAINT audit_order_id_key;
         ALTER TABLE bulk DROP CONSTRAINT bulk_pkey;
         DROP TRIGGER orders_audit ON orders;
-        DROP INDEX orders_at_idx;""")
+        DROP INDEX orders_at_idx;
+        DROP INDEX "App Data"."Weird idx";""")
     report = await copy_all(source_db, target_db, jobs=2)
     assert report.set_aside == {} and report.restored == {}
     result = await verify(parse_url(source_db, "source"), parse_url(target_db, "target"))
     assert result.ok, result.mismatches()
 
 
-async def test_source_role_under_row_level_security_is_refused(pg15, source_db: str, target_db: str) -> None:
+async def test_source_role_that_cannot_read_everything_is_refused(pg15, source_db: str, target_db: str) -> None:
     """Supabase tables have RLS on: a role that doesn't bypass it would copy a filtered subset."""
     await prepare(source_db, target_db)
     database = source_db.rsplit("/", 1)[1]
@@ -121,6 +124,10 @@ async def test_source_role_under_row_level_security_is_refused(pg15, source_db: 
         ALTER TABLE customers ENABLE ROW LEVEL SECURITY;
         CREATE POLICY only_some ON customers FOR SELECT USING (id < 10);""")
     reader_url = pg15.url(database, user="app_reader", password="reader-pw-123")
+    with pytest.raises(MigrationError, match='may not read App Data.Weird "Name" T'):
+        await copy_all(reader_url, target_db, jobs=1)
+    await run_sql(source_db, 'GRANT USAGE ON SCHEMA "App Data" TO app_reader; '
+                             'GRANT SELECT ON ALL TABLES IN SCHEMA "App Data" TO app_reader')
     with pytest.raises(MigrationError) as info:
         await copy_all(reader_url, target_db, jobs=1)
     assert "row-level security on public.customers" in info.value.cause
