@@ -15,16 +15,9 @@ from loaders.schema_apply import apply_statements
 from loaders.schema_clean import split_statements
 from loaders.schema_target import extension_of
 from tests.conftest import create_database
+from tests.datakit import run_sql as execute
 
 MIGRATIONS = Path(__file__).parent / "fixtures" / "supabase_migrations"
-
-
-async def execute(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 async def supabase_source(server: LocalPostgres) -> str:
