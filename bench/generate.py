@@ -31,12 +31,12 @@ import asyncpg
 if __package__ in (None, ""):  # run as a script: make `bench` and the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DEFAULT_SEED = "supabase-to-rds"
 SUPABASE_ROLES = ("anon", "authenticated", "service_role")
 # Rows per unit of scale (scale 1.0 ≈ 1 GB of table data, indexes not counted). Calibrated
-# on PG 15 (scale 0.1 → 92 MiB): events ≈ 74 % of the bytes, the 20 small tables the rest.
-EVENTS_PER_SCALE = 1_390_000
+# on PG 15 (scale 0.5 → 512 MiB): events ≈ 75 % of the bytes, the 20 small tables the rest.
+EVENTS_PER_SCALE = 1_470_000
 EVENT_CHUNK = 250_000  # events are inserted in chunks so two connections can fill in parallel
 
 

@@ -192,8 +192,10 @@ class RunResult:
     ok: bool
     seconds: float | None = None
     peak_rss_mb: float | None = None
+    peak_pss_mb: float | None = None
     error: str | None = None
     report: dict | None = None
+    load1_before: float | None = None  # 1-min load average when the run started (shared machine)
     gaps: list[str] = field(default_factory=list)  # schema extras the tool did not recreate
 
 
@@ -206,37 +208,45 @@ class ToolSummary:
     rows_per_s: float | None
     mb_per_s: float | None
     peak_rss_mb: float | None  # max over reps
+    peak_pss_mb: float | None
     ours_over_tool: float | None  # ours' median ÷ this tool's median (< 1: ours is faster)
     samples: list[float] = field(default_factory=list)
     note: str | None = None
 
 
 class RssSampler:
-    """Peak of Σ RSS over a process and all its descendants, polled in a thread."""
+    """Peak of Σ RSS (and Σ PSS) over a process and all its descendants, polled in a thread.
+
+    Σ RSS counts a page shared by N forked workers N times (an upper bound, and what `ps` shows);
+    Σ PSS divides shared pages among their sharers, so it is the tree's real footprint."""
 
     def __init__(self, pid: int, interval: float = 0.05) -> None:
         self.root = psutil.Process(pid)
         self.interval = interval
         self.peak = 0
+        self.peak_pss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def _sample(self) -> int:
+    def _sample(self) -> tuple[int, int]:
         try:
             procs = [self.root, *self.root.children(recursive=True)]
         except psutil.Error:
-            return 0
-        total = 0
+            return 0, 0
+        rss = pss = 0
         for p in procs:
             try:
-                total += p.memory_info().rss
+                mem = p.memory_full_info()
             except psutil.Error:
-                pass
-        return total
+                continue
+            rss += mem.rss
+            pss += getattr(mem, "pss", mem.rss)
+        return rss, pss
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
+            rss, pss = self._sample()
+            self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "RssSampler":
@@ -248,15 +258,15 @@ class RssSampler:
         self._thread.join()
 
 
-def timed(argv: list[str], env: dict[str, str], log: Path) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS MiB, exit code); output goes to a log file, not the terminal."""
+def timed(argv: list[str], env: dict[str, str], log: Path) -> tuple[float, float, float, int]:
+    """(wall seconds, peak Σ RSS MiB, peak Σ PSS MiB, exit code); output goes to a log file."""
     with open(log, "w") as out:
         started = time.perf_counter()
         proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         with RssSampler(proc.pid) as sampler:
             code = proc.wait()
         seconds = time.perf_counter() - started
-    return seconds, sampler.peak / 2**20, code
+    return seconds, sampler.peak / 2**20, sampler.peak_pss / 2**20, code
 
 
 # ---------------------------------------------------------------- servers and databases
@@ -392,15 +402,17 @@ def run_one(tool: Tool, ctx: Context, rep: int, info: DatasetInfo, expected: dic
     if tool.key == "raw_pipe":
         env |= {"BENCH_SOURCE_URL": ctx.source_url, "BENCH_TARGET_URL": ctx.target_url}
     log = logs / f"{_size_label(info.scale)}-{tool.key}-rep{rep}.log"
-    seconds, rss, code = timed(tool.argv(ctx), env, log)
+    load = os.getloadavg()[0]
+    seconds, rss, pss, code = timed(tool.argv(ctx), env, log)
     if code != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-        return RunResult(tool.key, rep, False, error=f"exit {code}: {' | '.join(tail)}")
+        return RunResult(tool.key, rep, False, error=f"exit {code}: {' | '.join(tail)}", load1_before=load)
     problem, gaps = anyio.run(check_target, ctx.target_url, info, expected, tool.end_to_end)
     report = json.loads(ctx.report.read_text()) if ctx.report.exists() else None
     if problem:
-        return RunResult(tool.key, rep, False, seconds, rss, error=problem, report=report)
-    return RunResult(tool.key, rep, True, round(seconds, 3), round(rss, 1), report=report, gaps=gaps)
+        return RunResult(tool.key, rep, False, seconds, rss, error=problem, report=report, load1_before=load)
+    return RunResult(tool.key, rep, True, round(seconds, 3), round(rss, 1), round(pss, 1), report=report, gaps=gaps,
+                     load1_before=load)
 
 
 def summarise(tools: Sequence[Tool], results: Sequence[RunResult], info: DatasetInfo,
@@ -421,6 +433,7 @@ def summarise(tools: Sequence[Tool], results: Sequence[RunResult], info: Dataset
             round(info.total_rows / med) if med else None,
             round(info.data_bytes / 2**20 / med, 1) if med else None,
             max((r.peak_rss_mb for r in good if r.peak_rss_mb is not None), default=None),
+            max((r.peak_pss_mb for r in good if r.peak_pss_mb is not None), default=None),
             None, samples, note,
         ))
     ours = medians.get(OURS)
@@ -438,15 +451,15 @@ def table_markdown(size: str, info: DatasetInfo, summaries: Sequence[ToolSummary
         f"**{size}** — {info.total_rows:,} rows in {len(info.rows)} tables, "
         f"{info.data_bytes / 2**20:,.0f} MiB of table data, {info.index_count} indexes, {info.foreign_key_count} FKs",
         "",
-        "| tool | median wall s | rows/s | MiB/s | peak RSS MiB | ours ÷ tool | runs ok | samples s | notes |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+        "| tool | median wall s | rows/s | MiB/s | peak Σ RSS MiB | peak Σ PSS MiB | ours ÷ tool | runs ok | samples s | notes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for s in summaries:
         ratio = "—" if s.ours_over_tool is None else f"{s.ours_over_tool:.2f}"
         samples = ", ".join(f"{x:.1f}" for x in s.samples)
         label = s.label.replace("|", "\\|")
         lines.append(f"| {label} | {fmt(s.median_seconds, '.1f')} | {fmt(s.rows_per_s, ',.0f')} | "
-                     f"{fmt(s.mb_per_s, '.1f')} | {fmt(s.peak_rss_mb, '.0f')} | {ratio} | {s.ok_runs} | {samples} | "
+                     f"{fmt(s.mb_per_s, '.1f')} | {fmt(s.peak_rss_mb, '.0f')} | {fmt(s.peak_pss_mb, '.0f')} | {ratio} | {s.ok_runs} | {samples} | "
                      f"{(s.note or '').replace('|', '/')} |")
     return "\n".join(lines)
 
@@ -553,7 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for tool in runnable:
                     r = run_one(tool, ctx, rep, info, expected, source, target, logs)
                     results.append(r)
-                    state = (f"{r.seconds:.1f}s, peak RSS {r.peak_rss_mb:.0f} MiB" + (f" ({'; '.join(r.gaps)})" if r.gaps else "")
+                    state = (f"{r.seconds:.1f}s, peak RSS {r.peak_rss_mb:.0f} MiB, PSS {r.peak_pss_mb:.0f} MiB" + (f" ({'; '.join(r.gaps)})" if r.gaps else "")
                              if r.ok else f"FAILED: {r.error}")
                     print(f"[{size}] rep {rep}/{args.reps} {tool.key}: {state}", flush=True)
             summaries = summarise(tools, results, info, skipped)
