@@ -69,22 +69,28 @@ def _psql(url: DatabaseUrl, bin_dir: Path, sql: str) -> tuple[list[str], dict[st
     return argv, {**os.environ, **url.libpq_env()}
 
 
-def pipe_table(source: DatabaseUrl, target: DatabaseUrl, table: PipeTable, bin_dir: Path) -> int:
-    """Stream one table; returns the row count the target's COPY reported."""
-    out_argv, out_env = _psql(source, bin_dir, f"COPY {table.ident} ({table.columns}) TO STDOUT")
-    in_argv, in_env = _psql(target, bin_dir, f"COPY {table.ident} ({table.columns}) FROM STDIN")
-    in_argv.remove("-q")  # keep the "COPY n" tag: it is the row count
-    reader = subprocess.Popen(out_argv, env=out_env, stdout=subprocess.PIPE)
+def _pipe(producer: tuple[list[str], dict[str, str]], consumer: tuple[list[str], dict[str, str]],
+          what: str) -> str:
+    """producer | consumer through an OS pipe (no Python in the data path); the consumer's stdout."""
+    reader = subprocess.Popen(producer[0], env=producer[1], stdout=subprocess.PIPE)
     try:
-        writer = subprocess.run(in_argv, env=in_env, stdin=reader.stdout, capture_output=True, text=True)
+        writer = subprocess.run(consumer[0], env=consumer[1], stdin=reader.stdout, capture_output=True, text=True)
     finally:
         assert reader.stdout is not None
         reader.stdout.close()
         reader.wait()
     if reader.returncode or writer.returncode:
-        raise RuntimeError(f"pipe for {table.ident} failed: {writer.stderr.strip()}")
-    tag = writer.stdout.strip().rsplit(" ", 1)[-1]
-    return int(tag)
+        raise RuntimeError(f"{what} failed: {writer.stderr.strip()}")
+    return writer.stdout
+
+
+def pipe_table(source: DatabaseUrl, target: DatabaseUrl, table: PipeTable, bin_dir: Path) -> int:
+    """Stream one table; returns the row count the target's COPY reported."""
+    consumer = _psql(target, bin_dir, f"COPY {table.ident} ({table.columns}) FROM STDIN")
+    consumer[0].remove("-q")  # keep the "COPY n" tag: it is the row count
+    out = _pipe(_psql(source, bin_dir, f"COPY {table.ident} ({table.columns}) TO STDOUT"), consumer,
+                f"pipe for {table.ident}")
+    return int(out.strip().rsplit(" ", 1)[-1])
 
 
 def copy_tables(source_url: str, target_url: str, tables: Sequence[PipeTable], *, jobs: int = 2,
@@ -103,21 +109,11 @@ def precreate_tables(source_url: str, target_url: str, *, bin_dir: Path | None =
     Ownership is not kept (`--no-owner`): the target is owned by a non-superuser, as on RDS."""
     source, target = parse_url(source_url, "source"), parse_url(target_url, "target")
     bins = bin_dir or embedded_bin_dir()
-    dump = subprocess.Popen(
-        [str(bins / "pg_dump"), "--section=pre-data", "--no-owner", "-d", source.dsn(with_password=False)],
-        env={**os.environ, **source.libpq_env()}, stdout=subprocess.PIPE,
-    )
-    try:
-        restore = subprocess.run(
-            [str(bins / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target.dsn(with_password=False)],
-            env={**os.environ, **target.libpq_env()}, stdin=dump.stdout, capture_output=True, text=True,
-        )
-    finally:
-        assert dump.stdout is not None
-        dump.stdout.close()
-        dump.wait()
-    if dump.returncode or restore.returncode:
-        raise RuntimeError(f"pre-data restore failed: {restore.stderr.strip()}")
+    dump = ([str(bins / "pg_dump"), "--section=pre-data", "--no-owner", "-d", source.dsn(with_password=False)],
+            {**os.environ, **source.libpq_env()})
+    restore = ([str(bins / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target.dsn(with_password=False)],
+               {**os.environ, **target.libpq_env()})
+    _pipe(dump, restore, "pre-data restore")
 
 
 def raw_pipe(source_url: str, target_url: str, *, jobs: int = 2, bin_dir: Path | None = None) -> dict[str, int]:
