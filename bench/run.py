@@ -213,6 +213,25 @@ class ToolSummary:
     ours_over_tool: float | None  # ours' median ÷ this tool's median (< 1: ours is faster)
     samples: list[float] = field(default_factory=list)
     note: str | None = None
+    phases: dict[str, float] = field(default_factory=dict)  # median seconds per phase (ours' --report)
+
+
+DATA_PHASES = ("copy", "data")  # names ours' report may give its data phase
+
+
+def report_phases(report: dict | None) -> dict[str, float]:
+    """Seconds per phase from a --report JSON: every top-level object (or `phases` entry) that
+    carries a numeric `seconds` — the report's layout belongs to migrate, not to the benchmark."""
+    if not isinstance(report, dict):
+        return {}
+    source = report.get("phases") if isinstance(report.get("phases"), dict) else report
+    phases = {}
+    for name, value in source.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and name.endswith("seconds"):
+            phases[name.removesuffix("_seconds").removesuffix("seconds") or "total"] = float(value)
+        elif isinstance(value, dict) and isinstance(value.get("seconds"), (int, float)):
+            phases[name] = float(value["seconds"])
+    return phases
 
 
 class RssSampler:
@@ -441,7 +460,24 @@ def summarise(tools: Sequence[Tool], results: Sequence[RunResult], info: Dataset
     for s in out:
         if ours and s.median_seconds:
             s.ours_over_tool = round(ours / s.median_seconds, 2)
+        per_run = [report_phases(r.report) for r in results if r.tool == s.tool and r.ok]
+        names = sorted({n for p in per_run for n in p})
+        s.phases = {n: round(statistics.median(p[n] for p in per_run if n in p), 2) for n in names}
     return out
+
+
+def phase_lines(summaries: Sequence[ToolSummary]) -> list[str]:
+    """Ours' phases, and its data phase against the raw pipe (the issue's ≤ 1.15× target)."""
+    floor = next((s.median_seconds for s in summaries if s.tool == "raw_pipe"), None)
+    lines = []
+    for s in summaries:
+        if not s.phases:
+            continue
+        parts = ", ".join(f"{n} {v:.1f}s" for n, v in s.phases.items())
+        data = next((s.phases[n] for n in DATA_PHASES if n in s.phases), None)
+        vs = f"; data phase ÷ raw pipe = {data / floor:.2f}" if data and floor else ""
+        lines.append(f"- {s.label} phases (median): {parts}{vs}")
+    return lines
 
 
 def table_markdown(size: str, info: DatasetInfo, summaries: Sequence[ToolSummary]) -> str:
@@ -462,7 +498,8 @@ def table_markdown(size: str, info: DatasetInfo, summaries: Sequence[ToolSummary
         lines.append(f"| {label} | {fmt(s.median_seconds, '.1f')} | {fmt(s.rows_per_s, ',.0f')} | "
                      f"{fmt(s.mb_per_s, '.1f')} | {fmt(s.peak_rss_mb, '.0f')} | {fmt(s.peak_pss_mb, '.0f')} | {ratio} | {s.ok_runs} | {samples} | "
                      f"{(s.note or '').replace('|', '/')} |")
-    return "\n".join(lines)
+    extra = phase_lines(summaries)
+    return "\n".join(lines + ([""] + extra if extra else []))
 
 
 def _version(argv: list[str]) -> str:
