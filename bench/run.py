@@ -566,6 +566,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def run_size(args: argparse.Namespace, tools: Sequence[Tool], ctx: Context, info: DatasetInfo,
+             source: LocalPostgres, target: LocalPostgres, logs: Path) -> tuple[list[ToolSummary], list[RunResult]]:
+    """Warm-up, then `reps` interleaved rounds of every available tool on one dataset."""
+    size = _size_label(info.scale)
+    expected = anyio.run(schema_objects, ctx.source_url)
+    skipped = {t.key: why for t in tools if (why := t.unavailable(ctx))}
+    runnable = [t for t in tools if t.key not in skipped]
+    for key, why in skipped.items():
+        print(f"[{size}] skipping {key}: {why}", flush=True)
+    for _ in range(args.warmup if runnable else 0):
+        # Untimed: the first run on fresh servers pays for WAL segment creation and a cold OS
+        # cache; without this, rep 1 of whichever tool goes first is penalised (seen: +60 %).
+        w = run_one(runnable[0], ctx, 0, info, expected, source, target, logs)
+        print(f"[{size}] warm-up {runnable[0].key}: {w.seconds or 0:.1f}s (not counted)", flush=True)
+    results: list[RunResult] = []
+    for rep in range(1, args.reps + 1):
+        for tool in runnable:
+            r = run_one(tool, ctx, rep, info, expected, source, target, logs)
+            results.append(r)
+            print(f"[{size}] rep {rep}/{args.reps} {tool.key}: {_describe_run(r)}", flush=True)
+    return summarise(tools, results, info, skipped), results
+
+
+def _describe_run(r: RunResult) -> str:
+    if not r.ok:
+        return f"FAILED: {r.error}"
+    gaps = f" ({'; '.join(r.gaps)})" if r.gaps else ""
+    return f"{r.seconds:.1f}s, peak RSS {r.peak_rss_mb:.0f} MiB, PSS {r.peak_pss_mb:.0f} MiB{gaps}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     tools = [t for t in TOOLS if t.key in args.tool_keys]
@@ -609,25 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 pg_bin=pg_bin, work=work, jobs=args.jobs, report=work / "ours-report.json",
                 ours_repo=args.ours_repo.resolve(),
             )
-            expected = anyio.run(schema_objects, ctx.source_url)
-            skipped = {t.key: why for t in tools if (why := t.unavailable(ctx))}
-            runnable = [t for t in tools if t.key not in skipped]
-            for key, why in skipped.items():
-                print(f"[{size}] skipping {key}: {why}", flush=True)
-            for _ in range(args.warmup if runnable else 0):
-                # Untimed: the first run on fresh servers pays for WAL segment creation and a cold OS
-                # cache; without this, rep 1 of whichever tool goes first is penalised (seen: +60 %).
-                w = run_one(runnable[0], ctx, 0, info, expected, source, target, logs)
-                print(f"[{size}] warm-up {runnable[0].key}: {w.seconds or 0:.1f}s (not counted)", flush=True)
-            results: list[RunResult] = []
-            for rep in range(1, args.reps + 1):
-                for tool in runnable:
-                    r = run_one(tool, ctx, rep, info, expected, source, target, logs)
-                    results.append(r)
-                    state = (f"{r.seconds:.1f}s, peak RSS {r.peak_rss_mb:.0f} MiB, PSS {r.peak_pss_mb:.0f} MiB" + (f" ({'; '.join(r.gaps)})" if r.gaps else "")
-                             if r.ok else f"FAILED: {r.error}")
-                    print(f"[{size}] rep {rep}/{args.reps} {tool.key}: {state}", flush=True)
-            summaries = summarise(tools, results, info, skipped)
+            summaries, results = run_size(args, tools, ctx, info, source, target, logs)
             table = table_markdown(size, info, summaries)
             print("\n" + table + "\n", flush=True)
             results_doc["sizes"].append({
