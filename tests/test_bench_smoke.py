@@ -5,6 +5,9 @@ The full benchmark is not run in CI (`python bench/run.py`)."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 import asyncpg
 import anyio
 
@@ -87,3 +90,37 @@ async def test_raw_pipe_moves_every_row(source_db: str, pg18) -> None:
     finally:
         await src.close()
         await tgt.close()
+
+
+def test_rss_sampler_counts_the_whole_process_tree(tmp_path) -> None:
+    """The tool's memory is measured over its children too (pg_dump | psql runs under bash)."""
+    from bench.run import timed
+
+    child = f"{sys.executable} -c 'x = bytearray(120 * 2**20); import time; time.sleep(0.6)'"
+    seconds, rss_mib, pss_mib, code = timed(["bash", "-c", f"{child}; true"], dict(os.environ), tmp_path / "log", tmp_path)
+    assert code == 0
+    assert seconds >= 0.6
+    assert rss_mib >= 120
+    assert 100 <= pss_mib <= rss_mib + 1
+
+
+def test_summary_reports_medians_rates_and_ratios_to_ours() -> None:
+    from bench.generate import DatasetInfo
+    from bench.run import TOOLS, RunResult, summarise
+
+    info = DatasetInfo(scale=1, seed="s", rows={"a": 600, "b": 400}, index_count=1, foreign_key_count=0,
+                       data_bytes=100 * 2**20)
+    runs = [RunResult("pg_dump_psql", i, True, s, 10) for i, s in enumerate((12.0, 10.0, 30.0))]
+    runs += [RunResult("ours", i, True, s, 50, report={"copy": {"seconds": c}})
+             for i, (s, c) in enumerate(((4.0, 2.0), (5.0, 3.0), (6.0, 2.5)))]
+    runs.append(RunResult("pgcopydb", 1, False, error="exit 1: boom"))
+    picked = [t for t in TOOLS if t.key in ("pg_dump_psql", "pgcopydb", "ours")]
+    by_key = {s.tool: s for s in summarise(picked, runs, info, {})}
+
+    assert by_key["pg_dump_psql"].median_seconds == 12.0  # the median, not the mean (17.3)
+    assert by_key["pg_dump_psql"].rows_per_s == round(1000 / 12.0)
+    assert by_key["pg_dump_psql"].mb_per_s == round(100 / 12.0, 1)
+    assert by_key["pg_dump_psql"].ours_over_tool == round(5.0 / 12.0, 2)
+    assert by_key["ours"].ours_over_tool == 1.0
+    assert by_key["ours"].phases == {"copy": 2.5}
+    assert by_key["pgcopydb"].median_seconds is None and by_key["pgcopydb"].note == "exit 1: boom"
