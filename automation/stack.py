@@ -25,7 +25,7 @@ from loaders.redaction import register_secret
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SECRET_OUTPUTS = ("masterPassword", "databaseUrl")
-log = structlog.get_logger().bind(stage="stack")
+log = structlog.get_logger(stage="stack")
 
 
 def backend_url() -> str:

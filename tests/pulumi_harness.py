@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,11 +98,8 @@ async def _collect(deployment: Deployment) -> None:
             deployment.secret_outputs.add(name)
 
 
-def run_program(program: Callable[[], None], config: Mapping[str, Any], *, stack: str = "dev",
-                default_subnets: int = 3) -> Deployment:
-    """Run `program` against mocks with the given stack config; raises what the program raises."""
+def _run(program: Callable[[], None], config: Mapping[str, Any], stack: str, default_subnets: int) -> Deployment:
     deployment = Deployment()
-    runtime_settings.ROOT.set(None)
     runtime_config.set_all_config(flat_config({"aws:region": "eu-west-1", **config}))
     pulumi.runtime.set_mocks(RecordingMocks(deployment, default_subnets), project=PROJECT, stack=stack, preview=False)
 
@@ -112,3 +110,22 @@ def run_program(program: Callable[[], None], config: Mapping[str, Any], *, stack
 
     go()
     return deployment
+
+
+def run_program(program: Callable[[], None], config: Mapping[str, Any], *, stack: str = "dev",
+                default_subnets: int = 3) -> Deployment:
+    """Run `program` against mocks with the given stack config; raises what the program raises.
+
+    Each run gets its own thread and event loop: Pulumi's settings live in context variables
+    and its mocks drive their own loop, which must not meet the suite's asyncio loop."""
+
+    def isolated() -> Deployment:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            return _run(program, config, stack, default_subnets)
+        finally:
+            loop.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(isolated).result()

@@ -9,9 +9,12 @@ import os
 import structlog
 
 from automation import stack as pulumi_stack
+from automation.commands.migrate import migrate_and_report
+from automation.commands.options import add_pipeline_arguments
+from loaders.dsn import url_from
 from loaders.redaction import MASK
 
-log = structlog.get_logger().bind(stage="stack")
+log = structlog.get_logger(stage="stack")
 
 STACK_HELP = "Pulumi stack name (default: dev; its config is Pulumi.<stack>.yaml)"
 ENV_HELP = ("Environment: PULUMI_BACKEND_URL (default: file backend in the project directory), "
@@ -73,23 +76,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         log.info("provisioned", stack=args.stack, note="no --source given: infrastructure only")
         print(json.dumps(_show_outputs(outputs, show_secrets=args.show_secrets), indent=2, default=str))
         return 0
-    from automation.local import migrate_and_report
-
     target = pulumi_stack.master_url(pulumi_stack.connection_from_outputs(outputs, ca_bundle=args.ca_bundle))
-    return migrate_and_report(source, target, args)
-
-
-def add_migration_options(p: argparse.ArgumentParser) -> None:
-    """Options `up` shares with `migrate` (schema cleaning, parallelism, reporting)."""
-    p.add_argument("--source", help="Supabase URL (direct or session pooler, not port 6543); env SOURCE_DATABASE_URL")
-    p.add_argument("--rls", choices=["strip", "shim"], default="strip", help="drop policies (strip) or keep them with an auth.* shim")
-    p.add_argument("--migrations", help="apply these migration files instead of dumping the source schema")
-    p.add_argument("--skip-invalid", action="store_true", help="skip statements that do not parse (recorded in the report)")
-    p.add_argument("--jobs", type=int, default=None, help="tables copied at once (default: CPU cores)")
-    p.add_argument("--no-checksums", action="store_true", help="verify row counts only")
-    p.add_argument("--report", help="write the JSON report here (default: reports/<timestamp>.json)")
-    p.add_argument("--app-role", default="app_backend", help="least-privilege role for the backend's DATABASE_URL")
-    p.add_argument("--show-secrets", action="store_true", help="print passwords instead of ***")
+    return migrate_and_report(url_from(source, "source"), target, args,
+                              out_dir=pulumi_stack.PROJECT_DIR / "reports" / args.stack)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -100,7 +89,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="no AWS, no Pulumi: embedded PostgreSQL stands in for RDS (and for the source, without --source)")
     up.add_argument("--yes", action="store_true", help="apply without asking")
     up.add_argument("--ca-bundle", help="RDS CA bundle file: connect with sslmode=verify-full")
-    add_migration_options(up)
+    up.add_argument("--source", help="Supabase URL (direct or session pooler, not port 6543); env SOURCE_DATABASE_URL")
+    up.add_argument("--show-secrets", action="store_true", help="print the backend's password instead of ***")
+    up.add_argument("--keep-running", action="store_true", help="with --local: leave the local servers running")
+    add_pipeline_arguments(up, app_role_default="app_backend")
     up.set_defaults(handler=cmd_up)
 
     preview = sub.add_parser("preview", help="Pulumi preview plus the migration plan; changes nothing",

@@ -1,0 +1,76 @@
+"""`schema`: clean and apply the schema to the target (from a migrations folder or a dump of
+the source), create the application role, and diff the result against the source.
+
+Run on its own it applies pre-data and post-data back to back (no data in between);
+`migrate` calls the same facade with the data load between `prepare_schema` and
+`finish_schema`. Exit 2 when the diff finds differences, so CI can gate on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import anyio
+
+from automation.commands.options import add_schema_arguments, schema_options
+from loaders.dsn import DatabaseUrl, url_from
+from loaders.schema import SchemaPlan, SchemaReport, finish_schema, plan_schema, prepare_schema
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "schema", help="apply the cleaned Supabase schema to the target and diff it with the source",
+        description="Clean Supabase-specific SQL with the Postgres parser and apply it to the target.",
+    )
+    parser.add_argument("--target", help="target URL (default: $TARGET_DATABASE_URL)")
+    parser.add_argument("--source", help="source URL (default: $SOURCE_DATABASE_URL); dumped when no --migrations, diffed always")
+    parser.add_argument("--dry-run", action="store_true", help="print the cleaned SQL and the changes; touch nothing")
+    parser.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
+    add_schema_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def _source(args: argparse.Namespace) -> DatabaseUrl | None:
+    if args.source or os.environ.get("SOURCE_DATABASE_URL") or args.migrations is None:
+        return url_from(args.source, "source")
+    return None
+
+
+def print_changes(plan_or_report: SchemaPlan | SchemaReport) -> None:
+    changes = plan_or_report.changes
+    print(f"-- {len(changes)} change(s):", file=sys.stderr)
+    for c in changes:
+        print(f"{c.where}: {c.action} {c.kind} {c.object} — {c.reason}", file=sys.stderr)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    options = schema_options(args)
+    source = _source(args)
+    if args.dry_run:
+        plan = await plan_schema(source, options)
+        sys.stdout.write(plan.sql())
+        print_changes(plan)
+        return 0
+    target = url_from(args.target, "target")
+    # Nothing is loaded between the two steps here, so one diff at the end covers both.
+    report = await prepare_schema(source, target, replace(options, diff=False))
+    report = await finish_schema(target, report, source if options.diff else None)
+    print_changes(report)
+    print(f"applied: {', '.join(report.applied) or 'nothing new'}; already applied: {len(report.already_applied)}",
+          file=sys.stderr)
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(report.to_json())
+    if report.diff is not None and not report.diff.equal:
+        for difference in report.diff.differences:
+            print(f"schema differs: {difference}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return anyio.run(_run, args)

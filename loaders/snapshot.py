@@ -1,0 +1,132 @@
+"""One exported snapshot on the source, shared by every reader and by the verification.
+
+The coordinator connection opens a REPEATABLE READ, READ ONLY transaction and exports its
+snapshot; it stays open for the whole copy *and* the verification, because an exported
+snapshot only lives as long as the transaction that exported it. Every reader imports it
+(`SET TRANSACTION SNAPSHOT`), so all tables are read as of one instant without locking
+anything, and writes on the source during the copy are simply invisible.
+
+Behind a pooler in transaction mode (pgbouncer, Supavisor on 6543) the import lands on a
+different backend than the export, or the exporting transaction is gone: the server then
+says "invalid snapshot identifier". That is turned into a one-line explanation with the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+import asyncpg
+import structlog
+
+from loaders.connect import connect, create_pool
+from loaders.dsn import DatabaseUrl
+from loaders.errors import MigrationError
+
+log = structlog.get_logger(stage="snapshot")
+
+# Session settings that make row::text identical on every major version (verify relies on it).
+CANONICAL_SETTINGS = {
+    "TimeZone": "UTC", "DateStyle": "ISO, YMD", "IntervalStyle": "postgres",
+    "extra_float_digits": "1", "bytea_output": "hex", "lc_monetary": "C", "statement_timeout": "0",
+    "idle_in_transaction_session_timeout": "0",
+    # Never let a policy filter rows silently: with row_security off, a query RLS would
+    # filter raises an error instead.
+    "row_security": "off",
+}
+
+
+async def apply_canonical(conn: asyncpg.Connection) -> None:
+    """Session settings for reproducible text output (pool `setup=`: runs on every acquire,
+    because a pool's release does RESET ALL)."""
+    await conn.execute(
+        "SELECT set_config(k, v, false) FROM unnest($1::text[], $2::text[]) AS s(k, v)",
+        list(CANONICAL_SETTINGS), list(CANONICAL_SETTINGS.values()),
+    )
+
+
+def _pooler_error(url: DatabaseUrl, exc: BaseException) -> MigrationError:
+    return MigrationError(
+        f"source {url.safe}: the exported snapshot could not be imported ({exc}); this happens when "
+        "the connection goes through a pooler in transaction mode (pgbouncer / Supavisor port 6543), "
+        "which hands each transaction to a different server session",
+        "connect directly (db.<ref>.supabase.co:5432) or through the session pooler "
+        "(aws-0-<region>.pooler.supabase.com:5432)",
+    )
+
+
+@dataclass
+class Snapshot:
+    """An open exported snapshot; `reader()` hands out connections that see exactly it."""
+
+    url: DatabaseUrl
+    snapshot_id: str
+    coordinator: asyncpg.Connection
+    pool: asyncpg.Pool
+    server_version: int  # server_version_num, e.g. 150012
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled source connection inside a read-only transaction on the shared snapshot."""
+        async with self.pool.acquire() as conn:
+            await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                try:
+                    await conn.execute(f"SET TRANSACTION SNAPSHOT '{self.snapshot_id}'")
+                except (asyncpg.ObjectNotInPrerequisiteStateError, asyncpg.InvalidParameterValueError,
+                        asyncpg.InvalidSQLStatementNameError) as exc:
+                    raise _pooler_error(self.url, exc) from None
+                yield conn
+            finally:
+                await _end_read(conn)
+
+
+async def _end_read(conn: asyncpg.Connection) -> None:
+    """Roll back even when cancelled (Ctrl-C); a connection stuck mid-COPY is dropped instead."""
+    with anyio.CancelScope(shield=True):
+        try:
+            if not conn.is_closed():
+                await conn.execute("ROLLBACK")
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            conn.terminate()
+
+
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    try:
+        with anyio.fail_after(5):
+            await pool.close()
+    except (TimeoutError, asyncpg.InterfaceError):
+        pool.terminate()
+
+
+async def _export(conn: asyncpg.Connection) -> str:
+    await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    return await conn.fetchval("SELECT pg_export_snapshot()")
+
+
+@asynccontextmanager
+async def open_snapshot(source: DatabaseUrl, *, readers: int = 4) -> AsyncIterator[Snapshot]:
+    """Export a snapshot and keep it alive (coordinator + reader pool) until the block ends."""
+    coordinator = await connect(source)
+    try:
+        await apply_canonical(coordinator)
+        try:
+            snapshot_id = await _export(coordinator)
+        except asyncpg.PostgresError as exc:
+            raise MigrationError(
+                f"source {source.safe}: cannot export a snapshot ({exc})",
+                "use a primary server (not a hot standby) over a direct or session-pooler connection",
+            ) from None
+        version = int(await coordinator.fetchval("SHOW server_version_num"))
+        pool = await create_pool(source, max(1, readers), setup=apply_canonical)
+        try:
+            log.info("snapshot_exported", snapshot=snapshot_id, server_version=version)
+            yield Snapshot(source, snapshot_id, coordinator, pool, version)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await _close_pool(pool)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await coordinator.close(timeout=5)

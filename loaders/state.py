@@ -1,0 +1,67 @@
+"""Bookkeeping on the target (`supabase_to_rds` schema): what is copied, what was set aside.
+
+State lives on the target, next to the data it describes, so that the row saying "table
+done" commits in the *same transaction* as the table's data: after a crash or Ctrl-C the
+state can't claim more than what is really there, and `--resume` can trust it.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from loaders.catalog import BOOKKEEPING_SCHEMA
+
+SCHEMA = BOOKKEEPING_SCHEMA
+
+_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+CREATE TABLE IF NOT EXISTS {SCHEMA}.copy_state (
+    table_name text PRIMARY KEY,
+    status     text NOT NULL CHECK (status IN ('started', 'done')),
+    rows       bigint,
+    bytes      bigint,
+    seconds    double precision,
+    snapshot   text,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.load_guard (
+    table_name text NOT NULL,
+    kind       text NOT NULL CHECK (kind IN ('index', 'foreign_key', 'trigger')),
+    name       text NOT NULL,
+    restore    text NOT NULL,
+    saved_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (table_name, kind, name)
+);
+"""
+
+
+async def ensure_schema(conn: asyncpg.Connection) -> None:
+    await conn.execute(_DDL)
+
+
+async def read_copy_state(conn: asyncpg.Connection) -> dict[str, str]:
+    """table key → status; empty when the bookkeeping schema doesn't exist yet (writes nothing)."""
+    exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{SCHEMA}.copy_state")
+    if not exists:
+        return {}
+    rows = await conn.fetch(f"SELECT table_name, status FROM {SCHEMA}.copy_state")
+    return {r["table_name"]: r["status"] for r in rows}
+
+
+async def mark(
+    conn: asyncpg.Connection, table: str, status: str, *, rows: int | None = None,
+    nbytes: int | None = None, seconds: float | None = None, snapshot: str | None = None,
+) -> None:
+    await conn.execute(
+        f"""INSERT INTO {SCHEMA}.copy_state (table_name, status, rows, bytes, seconds, snapshot)
+            VALUES ($1, $2, $3, $4, $5, $6)
+            ON CONFLICT (table_name) DO UPDATE SET status = EXCLUDED.status, rows = EXCLUDED.rows,
+              bytes = EXCLUDED.bytes, seconds = EXCLUDED.seconds, snapshot = EXCLUDED.snapshot,
+              updated_at = now()""",
+        table, status, rows, nbytes, seconds, snapshot,
+    )
+
+
+async def forget(conn: asyncpg.Connection, tables: list[str]) -> None:
+    """A fresh (non-resumed) run starts its tables from scratch."""
+    await conn.execute(f"DELETE FROM {SCHEMA}.copy_state WHERE table_name = ANY($1::text[])", tables)

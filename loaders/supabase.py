@@ -1,0 +1,57 @@
+"""What is Supabase's and stays on Supabase: managed schemas, platform roles, extensions.
+
+One place for these lists because the export (which schemas to leave out of pg_dump), the
+cleaner (which statements to drop), the diff (what not to compare) and the data loaders
+(what not to copy) must agree on them, or the diff would flag our own intentional removals.
+"""
+
+from __future__ import annotations
+
+# Schemas Supabase creates and manages; their objects stay on Supabase in this phase.
+MANAGED_SCHEMAS: frozenset[str] = frozenset({
+    "auth", "storage", "realtime", "extensions", "graphql", "graphql_public", "net",
+    "pgbouncer", "pgsodium", "pgsodium_masks", "vault", "supabase_functions",
+    "supabase_migrations", "cron", "_realtime", "_analytics", "pgtle", "tiger", "tiger_data",
+    "topology",
+})
+
+# Schemas that exist on the target and that migrated objects may reference.
+EXTENSIONS_SCHEMA = "extensions"
+AUTH_SCHEMA = "auth"
+# Our own bookkeeping schema on the target (migrations table, load state): never compared or copied.
+BOOKKEEPING_SCHEMA = "supabase_to_rds"
+
+# The PostgREST roles policies and grants name; `--rls shim` recreates them on the target.
+API_ROLES: frozenset[str] = frozenset({"anon", "authenticated", "service_role"})
+
+# Roles of the Supabase platform. `postgres` is included: on Supabase it owns the app's
+# objects, on RDS the objects belong to whoever applies the schema (the master user).
+PLATFORM_ROLES: frozenset[str] = API_ROLES | frozenset({
+    "postgres", "supabase_admin", "supabase_auth_admin", "supabase_storage_admin",
+    "supabase_functions_admin", "supabase_realtime_admin", "supabase_replication_admin",
+    "supabase_read_only_user", "supabase_etl_admin", "dashboard_user", "authenticator",
+    "pgbouncer", "pgsodium_keyholder", "pgsodium_keyiduser", "pgsodium_keymaker",
+})
+
+# Functions of the `auth` schema that the shim provides on the target.
+AUTH_SHIM_FUNCTIONS: frozenset[str] = frozenset({"uid", "role", "jwt", "email"})
+
+REALTIME_PUBLICATION = "supabase_realtime"
+
+# Extensions Amazon RDS for PostgreSQL offers (subset relevant to Supabase apps).
+RDS_EXTENSIONS: frozenset[str] = frozenset({
+    "plpgsql", "pgcrypto", "uuid-ossp", "pg_trgm", "citext", "hstore", "vector", "postgis",
+    "postgis_raster", "postgis_topology", "postgis_tiger_geocoder", "address_standardizer",
+    "address_standardizer_data_us", "pgrouting", "fuzzystrmatch", "pg_stat_statements",
+    "btree_gin", "btree_gist", "unaccent", "ltree", "intarray", "cube", "earthdistance",
+    "tablefunc", "isn", "seg", "lo", "bloom", "dict_int", "dict_xsyn", "tsm_system_rows",
+    "tsm_system_time", "pgrowlocks", "pgstattuple", "pg_buffercache", "pg_prewarm",
+    "pg_visibility", "pg_freespacemap", "dblink", "postgres_fdw", "amcheck", "hypopg",
+    "pg_hint_plan", "pg_partman", "pgaudit", "pg_repack", "rum", "plv8", "plperl", "pltcl",
+    "h3", "h3_postgis", "pg_similarity", "prefix", "ip4r", "pg_bigm", "pgtap", "orafce",
+    "tcn", "intagg", "pg_walinspect",
+})
+
+
+def is_managed_schema(name: str | None) -> bool:
+    return bool(name) and (name in MANAGED_SCHEMAS or name.startswith(("pg_temp_", "pg_toast_temp_")))
