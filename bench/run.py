@@ -229,17 +229,17 @@ DATA_PHASES = ("copy", "data")  # names ours' report may give its data phase
 
 
 def report_phases(report: dict | None) -> dict[str, float]:
-    """Seconds per phase from a --report JSON: every top-level object (or `phases` entry) that
-    carries a numeric `seconds` — the report's layout belongs to migrate, not to the benchmark."""
+    """Seconds per phase from a --report JSON: `phases: {name: seconds}` when the report has it
+    (migrate does), else every top-level object carrying a numeric `seconds` (copy's report)."""
     if not isinstance(report, dict):
         return {}
-    source = report.get("phases") if isinstance(report.get("phases"), dict) else report
-    phases = {}
-    for name, value in source.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and name.endswith("seconds"):
-            phases[name.removesuffix("_seconds").removesuffix("seconds") or "total"] = float(value)
-        elif isinstance(value, dict) and isinstance(value.get("seconds"), (int, float)):
-            phases[name] = float(value["seconds"])
+    if isinstance(report.get("phases"), dict):
+        return {name: float(v) for name, v in report["phases"].items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    phases = {name: float(v["seconds"]) for name, v in report.items()
+              if isinstance(v, dict) and isinstance(v.get("seconds"), (int, float))}
+    if isinstance(report.get("seconds"), (int, float)):
+        phases["total"] = float(report["seconds"])
     return phases
 
 

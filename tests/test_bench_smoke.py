@@ -111,7 +111,7 @@ def test_summary_reports_medians_rates_and_ratios_to_ours() -> None:
     info = DatasetInfo(scale=1, seed="s", rows={"a": 600, "b": 400}, index_count=1, foreign_key_count=0,
                        data_bytes=100 * 2**20)
     runs = [RunResult("pg_dump_psql", i, True, s, 10) for i, s in enumerate((12.0, 10.0, 30.0))]
-    runs += [RunResult("ours", i, True, s, 50, report={"copy": {"seconds": c}})
+    runs += [RunResult("ours", i, True, s, 50, report={"seconds": s, "phases": {"copy": c}})
              for i, (s, c) in enumerate(((4.0, 2.0), (5.0, 3.0), (6.0, 2.5)))]
     runs.append(RunResult("pgcopydb", 1, False, error="exit 1: boom"))
     picked = [t for t in TOOLS if t.key in ("pg_dump_psql", "pgcopydb", "ours")]
