@@ -1,6 +1,6 @@
 """Local measurement of the copy path: PG 15 → PG 18 on this machine, figures printed as JSON lines.
 
-    python -m benchmarks.copy_bench [--rows 200000] [--memory]
+    python -m bench.copy_bench [--rows 200000] [--memory]
 
 Each case gets a fresh target database (owned by a non-superuser, like RDS) with the table,
 its primary key and one secondary index; the source holds `--rows` rows (~150 B each).
@@ -138,7 +138,7 @@ def main() -> None:
         try:
             if args.memory:
                 for rows in (args.rows, args.rows * 5):
-                    subprocess.run([sys.executable, "-m", "benchmarks.copy_bench", "--rows", str(rows), "--child",
+                    subprocess.run([sys.executable, "-m", "bench.copy_bench", "--rows", str(rows), "--child",
                                     str(source.data_dir), str(target.data_dir)], check=True)
             else:
                 anyio.run(run_cases, source, target, args.rows, args.repeat, args.tables)
