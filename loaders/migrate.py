@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
+import anyio
 import structlog
 
 from loaders.connect import connection
@@ -27,7 +28,7 @@ from loaders.schema_diff import schema_catalog
 from loaders.sequences import SequenceValue, sync_sequences
 from loaders.snapshot import open_snapshot
 from loaders.supabase import BOOKKEEPING_SCHEMA
-from loaders.verify import VerifyReport, verify
+from loaders.verify import SourceMeasures, VerifyReport, measure_source, verify
 
 log = structlog.get_logger(stage="migrate")
 RUNS_TABLE = f"{BOOKKEEPING_SCHEMA}.migration_runs"
@@ -145,13 +146,25 @@ async def migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOpti
         plan = await build_copy_plan(snap, target, options.copy)
         report.copy = await copy_tables(snap, target, plan, options.copy)
         phases.done("copy")
-        report.schema = await finish_schema(target, report.schema, source if options.schema.diff else None)
+        measured: SourceMeasures = {}
+
+        async def post_data() -> None:
+            report.schema = await finish_schema(target, report.schema, source if options.schema.diff else None)
+
+        async def source_side() -> None:
+            measured.update(await measure_source(snap, checksums=options.checksums, schemas=options.copy.schemas,
+                                                 tables=options.copy.tables, jobs=options.copy.jobs))
+
+        # The target builds indexes and constraints while the idle source computes its checksums.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(post_data)
+            tg.start_soon(source_side)
         phases.done("post_data")
         report.sequences = await sync_sequences(snap, target, schemas=options.copy.schemas,
                                                 sequences=plan.catalog.sequences)
         phases.done("sequences")
         report.verify = await verify(snap, target, checksums=options.checksums, schemas=options.copy.schemas,
-                                     tables=options.copy.tables, jobs=options.copy.jobs)
+                                     tables=options.copy.tables, jobs=options.copy.jobs, source_measures=measured)
         phases.done("verify")
     await record_run(target, report)
     log.info("migrated", ok=report.ok, seconds=round(report.seconds, 2),
