@@ -16,7 +16,7 @@ import anyio
 import asyncpg
 import structlog
 
-from automation.localpg import LocalPostgres
+from automation.localpg import LocalPostgres, rds_like_database
 from automation.sample import sample_sql, supabase_source_sql
 from automation.stack import PROJECT_DIR
 from automation.commands.migrate import migrate_and_report
@@ -37,22 +37,8 @@ def state_dir() -> Path:
 
 
 async def ensure_rds_like_target(server: LocalPostgres) -> DatabaseUrl:
-    """A database owned by a CREATEDB/CREATEROLE, non-superuser master role, as on RDS."""
-    admin = await asyncpg.connect(server.url())
-    try:
-        if not await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", MASTER_USER):
-            await admin.execute(f"CREATE ROLE {MASTER_USER} LOGIN CREATEDB CREATEROLE PASSWORD $pw$"
-                                f"{server.password}$pw$")
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", TARGET_DB):
-            await admin.execute(f"CREATE DATABASE {TARGET_DB} OWNER {MASTER_USER}")
-    finally:
-        await admin.close()
-    db = await asyncpg.connect(server.url(TARGET_DB))
-    try:
-        await db.execute(f"ALTER SCHEMA public OWNER TO {MASTER_USER}")
-    finally:
-        await db.close()
-    return parse_url(server.url(TARGET_DB, user=MASTER_USER), "target")
+    """The RDS stand-in: database `app` owned by a non-superuser master `app_admin`."""
+    return parse_url(await rds_like_database(server, TARGET_DB, MASTER_USER), "target")
 
 
 async def ensure_sample_source(server: LocalPostgres) -> DatabaseUrl:

@@ -149,3 +149,25 @@ class LocalPostgres:
 
     def major(self) -> int:
         return int((self.data_dir / "PG_VERSION").read_text().strip())
+
+
+async def rds_like_database(server: LocalPostgres, database: str, master: str) -> str:
+    """`database` owned by `master`, a LOGIN CREATEDB CREATEROLE role that is not a superuser
+    (as RDS's master user), with the public schema handed to it; both made only if missing.
+    Returns the URL that logs in as the master (same password as the server's superuser)."""
+    import asyncpg
+
+    admin = await asyncpg.connect(server.url())
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", master):
+            await admin.execute(f'CREATE ROLE "{master}" LOGIN CREATEDB CREATEROLE PASSWORD $pw${server.password}$pw$')
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
+            await admin.execute(f'CREATE DATABASE "{database}" OWNER "{master}"')
+    finally:
+        await admin.close()
+    db = await asyncpg.connect(server.url(database))
+    try:
+        await db.execute(f'ALTER SCHEMA public OWNER TO "{master}"')
+    finally:
+        await db.close()
+    return server.url(database, user=master)

@@ -46,7 +46,7 @@ import psutil
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from automation.localpg import LocalPostgres, debian_bin_dir, embedded_bin_dir  # noqa: E402
+from automation.localpg import LocalPostgres, debian_bin_dir, embedded_bin_dir, rds_like_database  # noqa: E402
 from bench import rawpipe  # noqa: E402
 from bench.generate import (  # noqa: E402
     DEFAULT_SEED, DatasetInfo, create_roles, describe, generate, parse_size, table_row_counts,
@@ -330,14 +330,11 @@ async def reset_target(target: LocalPostgres) -> None:
     """A cold, empty target database owned by an RDS-like non-superuser."""
     conn = await asyncpg.connect(target.url())
     try:
-        if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", TARGET_OWNER):
-            await conn.execute(f"CREATE ROLE {TARGET_OWNER} LOGIN CREATEDB CREATEROLE PASSWORD '{target.password}'")
         await create_roles(conn)
         await conn.execute(f"DROP DATABASE IF EXISTS {TARGET_DB} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {TARGET_DB} OWNER {TARGET_OWNER}")
     finally:
         await conn.close()
-    await admin_execute(target, f"ALTER SCHEMA public OWNER TO {TARGET_OWNER}", database=TARGET_DB)
+    await rds_like_database(target, TARGET_DB, TARGET_OWNER)
 
 
 def _size_label(scale: float) -> str:

@@ -6,13 +6,13 @@ target database is owned by a non-superuser, like RDS's master user.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from automation.localpg import FAST_UNSAFE, LocalPostgres, debian_bin_dir, embedded_bin_dir
+from automation.localpg import FAST_UNSAFE, LocalPostgres, debian_bin_dir, embedded_bin_dir, rds_like_database
 
 SOURCE_MAJOR = 15
 RDS_MASTER = "rds_master"
@@ -40,32 +40,18 @@ def pg15(tmp_path_factory: pytest.TempPathFactory):
     server.stop()
 
 
-NewDatabase = Callable[..., Awaitable[str]]
-
-
 async def create_database(server: LocalPostgres, *, owner_is_superuser: bool = True) -> str:
     """A new empty database; with owner_is_superuser=False it belongs to an RDS-like master role
     (CREATEDB, CREATEROLE, no SUPERUSER) and the URL logs in as that role."""
     name = "db_" + secrets.token_hex(6)
+    if not owner_is_superuser:
+        return await rds_like_database(server, name, RDS_MASTER)
     admin = await asyncpg.connect(server.url())
     try:
-        if owner_is_superuser:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-            return server.url(name)
-        exists = await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", RDS_MASTER)
-        if not exists:
-            await admin.execute(
-                f"CREATE ROLE {RDS_MASTER} LOGIN CREATEDB CREATEROLE PASSWORD '{server.password}'"
-            )
-        await admin.execute(f'CREATE DATABASE "{name}" OWNER {RDS_MASTER}')
-        db = await asyncpg.connect(server.url(name))
-        try:
-            await db.execute(f"ALTER SCHEMA public OWNER TO {RDS_MASTER}")
-        finally:
-            await db.close()
-        return server.url(name, user=RDS_MASTER)
+        await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
+    return server.url(name)
 
 
 @pytest.fixture
