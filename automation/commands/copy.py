@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
-from pathlib import Path
 
 import anyio
 
+from automation.commands.report import write_report
 from loaders.copy import FORMATS, CopyOptions, CopyReport, build_copy_plan, copy_tables, default_jobs
 from loaders.dsn import url_from
 from loaders.progress import RichProgress, default_progress
-from loaders.redaction import scrub_value
 from loaders.sequences import sync_sequences
 from loaders.snapshot import open_snapshot
 
@@ -46,11 +44,6 @@ def copy_options(args: argparse.Namespace) -> CopyOptions:
     )
 
 
-def write_report(path: str | None, payload: dict[str, object]) -> None:
-    if path:
-        Path(path).write_text(json.dumps(scrub_value(payload), indent=2, default=str) + "\n")
-
-
 async def run_copy(args: argparse.Namespace) -> CopyReport:
     source, target = url_from(args.source, "source"), url_from(args.target, "target")
     options = copy_options(args)
@@ -81,4 +74,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=handle)
 
 
-__all__ = ["add_copy_arguments", "add_url_arguments", "copy_options", "csv", "register", "run_copy", "write_report"]
+__all__ = ["add_copy_arguments", "add_url_arguments", "copy_options", "csv", "register", "run_copy"]

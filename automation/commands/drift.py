@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from automation import stack as pulumi_stack
+from automation.commands.report import write_report
 from automation.drift_infra import findings_from_events
 from loaders.drift import DriftFinding, DriftReport, data_drift, schema_drift
 from loaders.dsn import DatabaseUrl, url_from
@@ -86,7 +87,7 @@ def handle(args: argparse.Namespace) -> int:
     else:
         render(report, Console(stderr=True))
     if args.report:
-        Path(args.report).write_text(json.dumps(report.to_dict(), indent=2, default=str))
+        write_report(args.report, report.to_dict())
     if args.markdown:
         Path(args.markdown).write_text(report.to_markdown())
     return 2 if report.drift else 0

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from automation.commands.copy import add_url_arguments
 from automation.commands.options import add_pipeline_arguments, migrate_options
+from automation.commands.report import write_report
 from loaders.dsn import DatabaseUrl, url_from
 from loaders.migrate import MigrateOptions, MigrationReport, migrate, with_resume
 from loaders.progress import RichProgress, default_progress
@@ -41,8 +42,7 @@ def summarize(report: MigrationReport, report_path: Path | None) -> None:
     console.print(f"{'verified' if report.ok else 'NOT verified'} in {report.seconds:.1f}s "
                   + " ".join(f"{k}={v:.1f}s" for k, v in report.phases.items()))
     if report_path is not None:
-        report_path.parent.mkdir(parents=True, exist_ok=True)
-        report_path.write_text(report.to_json())
+        write_report(report_path, report.to_dict())
         console.print(f"report: {report_path}")
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 
 from automation.commands.options import add_schema_arguments, schema_options
+from automation.commands.report import write_report
 from loaders.dsn import DatabaseUrl, url_from
 from loaders.schema import SchemaPlan, SchemaReport, finish_schema, plan_schema, prepare_schema
 
@@ -62,9 +63,7 @@ async def _run(args: argparse.Namespace) -> int:
     print_changes(report)
     print(f"applied: {', '.join(report.applied) or 'nothing new'}; already applied: {len(report.already_applied)}",
           file=sys.stderr)
-    if args.report:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(report.to_json())
+    write_report(args.report, report.to_dict())
     if report.diff is not None and not report.diff.equal:
         for difference in report.diff.differences:
             print(f"schema differs: {difference}", file=sys.stderr)

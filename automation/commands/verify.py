@@ -7,7 +7,8 @@ import argparse
 import anyio
 from rich.console import Console
 
-from automation.commands.copy import add_url_arguments, csv, write_report
+from automation.commands.copy import add_url_arguments, csv
+from automation.commands.report import write_report
 from loaders.dsn import url_from
 from loaders.verify import VerifyReport, verify
 
