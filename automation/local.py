@@ -16,13 +16,13 @@ import anyio
 import asyncpg
 import structlog
 
-from automation.localpg import LocalPostgres, rds_like_database
+from loaders.localpg import LocalPostgres, rds_like_database
 from automation.sample import sample_sql, supabase_source_sql
 from automation.stack import PROJECT_DIR
 from automation.commands.migrate import migrate_and_report
 from loaders.dsn import DatabaseUrl, parse_url, url_from
-from loaders.schema_clean import split_statements
-from loaders.schema_target import TargetServer, adapt_to_target
+from loaders.schema.clean import split_statements
+from loaders.schema.target import TargetServer, adapt_to_target
 
 STATE_ENV = "SUPABASE_TO_RDS_HOME"
 MASTER_USER = "app_admin"

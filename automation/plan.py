@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from loaders.catalog import read_catalog
+from loaders.data.catalog import read_catalog
 from loaders.connect import connection
 from loaders.dsn import DatabaseUrl
-from loaders.schema import SchemaOptions, plan_schema
-from loaders.schema_clean import Change
+from loaders.schema.stage import SchemaOptions, plan_schema
+from loaders.schema.clean import Change
 
 
 @dataclass(frozen=True)

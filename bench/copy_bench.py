@@ -25,7 +25,7 @@ import anyio
 import asyncpg
 import structlog
 
-from automation.localpg import FAST_UNSAFE, LocalPostgres, debian_bin_dir, embedded_bin_dir
+from loaders.localpg import FAST_UNSAFE, LocalPostgres, debian_bin_dir, embedded_bin_dir
 from loaders.dsn import parse_url
 from tests.conftest import create_database
 from tests.datakit import copy_all, run_sql

@@ -28,7 +28,7 @@ import asyncpg
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from automation.localpg import embedded_bin_dir  # noqa: E402
+from loaders.localpg import embedded_bin_dir  # noqa: E402
 from loaders.dsn import DatabaseUrl, parse_url  # noqa: E402
 
 

@@ -46,7 +46,7 @@ import psutil
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from automation.localpg import LocalPostgres, debian_bin_dir, embedded_bin_dir, rds_like_database  # noqa: E402
+from loaders.localpg import LocalPostgres, debian_bin_dir, embedded_bin_dir, rds_like_database  # noqa: E402
 from bench import rawpipe  # noqa: E402
 from bench.generate import (  # noqa: E402
     DEFAULT_SEED, DatasetInfo, create_roles, describe, generate, parse_size, table_row_counts,

@@ -14,8 +14,8 @@ from typing import Any
 from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError
 from loaders.migrate import RecordedRun, last_verified_run
-from loaders.schema_diff import SchemaDiff, compare, diff_schemas, schema_catalog
-from loaders.verify import VerifyReport, verify
+from loaders.schema.diff import SchemaDiff, compare, diff_schemas, schema_catalog
+from loaders.data.verify import VerifyReport, verify
 
 DRIFT, BENIGN = "drift", "benign"
 

@@ -19,16 +19,16 @@ import anyio
 import structlog
 
 from loaders.connect import connection
-from loaders.copy import CopyOptions, CopyReport, build_copy_plan, copy_tables
+from loaders.data.copy import CopyOptions, CopyReport, build_copy_plan, copy_tables
 from loaders.dsn import DatabaseUrl
 from loaders.errors import VerificationMismatch
 from loaders.redaction import scrub_value
-from loaders.schema import SchemaOptions, SchemaReport, finish_schema, prepare_schema
-from loaders.schema_diff import schema_catalog
-from loaders.sequences import SequenceValue, sync_sequences
-from loaders.snapshot import open_snapshot
+from loaders.schema.stage import SchemaOptions, SchemaReport, finish_schema, prepare_schema
+from loaders.schema.diff import schema_catalog
+from loaders.data.sequences import SequenceValue, sync_sequences
+from loaders.data.snapshot import open_snapshot
 from loaders.supabase import BOOKKEEPING_SCHEMA
-from loaders.verify import SourceMeasures, VerifyReport, measure_source, verify
+from loaders.data.verify import SourceMeasures, VerifyReport, measure_source, verify
 
 log = structlog.get_logger(stage="migrate")
 RUNS_TABLE = f"{BOOKKEEPING_SCHEMA}.migration_runs"

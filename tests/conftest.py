@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from automation.localpg import FAST_UNSAFE, LocalPostgres, debian_bin_dir, embedded_bin_dir, rds_like_database
+from loaders.localpg import FAST_UNSAFE, LocalPostgres, debian_bin_dir, embedded_bin_dir, rds_like_database
 
 SOURCE_MAJOR = 15
 RDS_MASTER = "rds_master"

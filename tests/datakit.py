@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncpg
 
-from loaders.copy import CopyOptions, CopyReport, build_copy_plan, copy_tables
+from loaders.data.copy import CopyOptions, CopyReport, build_copy_plan, copy_tables
 from loaders.dsn import parse_url
-from loaders.sequences import sync_sequences
-from loaders.snapshot import apply_canonical, open_snapshot
+from loaders.data.sequences import sync_sequences
+from loaders.data.snapshot import apply_canonical, open_snapshot
 
 SCHEMA = r"""
 CREATE EXTENSION citext;  -- trusted extensions: the non-superuser target owner may create them

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import asyncpg
 
-from automation.localpg import LocalPostgres
+from loaders.localpg import LocalPostgres
 from automation.sample import supabase_source_sql
 from loaders.dsn import DatabaseUrl, parse_url
-from loaders.migrations import read_folder
-from loaders.schema_apply import apply_statements
-from loaders.schema_clean import split_statements
-from loaders.schema_target import extension_of
+from loaders.schema.migrations import read_folder
+from loaders.schema.apply import apply_statements
+from loaders.schema.clean import split_statements
+from loaders.schema.target import extension_of
 from tests.conftest import create_database
 from tests.datakit import run_sql as execute
 

@@ -14,9 +14,9 @@ import pytest
 import structlog
 
 from automation.cli import main
-from loaders.catalog import read_catalog
+from loaders.data.catalog import read_catalog
 from loaders.dsn import parse_url
-from loaders.verify import verify
+from loaders.data.verify import verify
 from tests.datakit import copy_all, fetchval, prepare, run_sql
 
 

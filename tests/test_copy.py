@@ -6,7 +6,7 @@ import pytest
 
 from loaders.dsn import parse_url
 from loaders.errors import MigrationError
-from loaders.verify import verify
+from loaders.data.verify import verify
 from tests.datakit import copy_all, fetchval, prepare, row_texts, run_sql
 
 # report key → SQL name

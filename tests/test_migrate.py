@@ -12,7 +12,7 @@ import pytest
 from automation.cli import main
 from automation.plan import build_migration_plan
 from loaders.dsn import parse_url
-from loaders.schema import SchemaOptions
+from loaders.schema.stage import SchemaOptions
 from tests.datakit import fetchrows, fetchval
 
 

@@ -9,12 +9,12 @@ import anyio
 import asyncpg
 import pytest
 
-from loaders.copy import CopyOptions, build_copy_plan, copy_tables, restore_after_failure
+from loaders.data.copy import CopyOptions, build_copy_plan, copy_tables, restore_after_failure
 from loaders.dsn import parse_url
 from loaders.errors import MigrationError
-from loaders.sequences import sync_sequences
-from loaders.snapshot import open_snapshot
-from loaders.verify import verify
+from loaders.data.sequences import sync_sequences
+from loaders.data.snapshot import open_snapshot
+from loaders.data.verify import verify
 from tests.datakit import copy_all, fetchrows, fetchval, prepare, run_sql
 
 BULK_ROWS = 30_000

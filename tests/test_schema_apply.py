@@ -13,9 +13,9 @@ import pytest
 from pglast import ast, parser
 
 from loaders.errors import MigrationError
-from loaders.migrations import read_folder
-from loaders.schema import SchemaOptions, finish_schema, plan_schema, prepare_schema
-from loaders.schema_diff import diff_schemas
+from loaders.schema.migrations import read_folder
+from loaders.schema.stage import SchemaOptions, finish_schema, plan_schema, prepare_schema
+from loaders.schema.diff import diff_schemas
 from tests.schema_support import (
     MIGRATIONS, apply_reference, execute, public_columns, source_url, supabase_like, supabase_source, target_url,
 )

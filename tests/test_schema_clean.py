@@ -6,7 +6,7 @@ import pytest
 from pglast import parser
 
 from loaders.errors import MigrationError
-from loaders.schema_clean import clean_sql
+from loaders.schema.clean import clean_sql
 
 TRICKY = """\
 -- profile table

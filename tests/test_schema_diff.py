@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.schema_support import execute, source_url, target_url
-from loaders.schema_diff import PRE_DATA_KINDS, diff_schemas
+from loaders.schema.diff import PRE_DATA_KINDS, diff_schemas
 
 SCHEMA = """
 create type public.mood as enum ('sad', 'ok', 'happy');

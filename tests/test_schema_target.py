@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from automation.localpg import debian_bin_dir
+from loaders.localpg import debian_bin_dir
 from loaders.dsn import parse_url
 from loaders.errors import MigrationError
-from loaders.schema_clean import clean_sql
-from loaders.schema_export import default_pg_dump, dump_command, dump_schema, without_restrict
-from loaders.schema_target import TargetServer, adapt_to_target
+from loaders.schema.clean import clean_sql
+from loaders.schema.export import default_pg_dump, dump_command, dump_schema, without_restrict
+from loaders.schema.target import TargetServer, adapt_to_target
 
 PG16_LIKE = TargetServer(frozenset({"plpgsql", "pg_trgm"}), frozenset({"search_path", "lock_timeout"}))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import asyncpg
 
-from automation.localpg import LocalPostgres
+from loaders.localpg import LocalPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
 

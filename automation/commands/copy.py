@@ -9,11 +9,11 @@ import sys
 import anyio
 
 from automation.commands.report import write_report
-from loaders.copy import FORMATS, CopyOptions, CopyReport, build_copy_plan, copy_tables, default_jobs
+from loaders.data.copy import FORMATS, CopyOptions, CopyReport, build_copy_plan, copy_tables, default_jobs
 from loaders.dsn import url_from
 from loaders.progress import RichProgress, default_progress
-from loaders.sequences import sync_sequences
-from loaders.snapshot import open_snapshot
+from loaders.data.sequences import sync_sequences
+from loaders.data.snapshot import open_snapshot
 
 
 def csv(value: str) -> tuple[str, ...]:

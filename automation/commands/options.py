@@ -8,8 +8,8 @@ from pathlib import Path
 
 from automation.commands.copy import add_copy_arguments, copy_options
 from loaders.migrate import MigrateOptions
-from loaders.schema import SchemaOptions
-from loaders.schema_clean import RLS_MODES
+from loaders.schema.stage import SchemaOptions
+from loaders.schema.clean import RLS_MODES
 
 APP_ROLE_PASSWORD_ENV = "APP_ROLE_PASSWORD"
 

@@ -19,7 +19,7 @@ import anyio
 from automation.commands.options import add_schema_arguments, schema_options
 from automation.commands.report import write_report
 from loaders.dsn import DatabaseUrl, url_from
-from loaders.schema import SchemaPlan, SchemaReport, finish_schema, plan_schema, prepare_schema
+from loaders.schema.stage import SchemaPlan, SchemaReport, finish_schema, plan_schema, prepare_schema
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -10,7 +10,7 @@ from rich.console import Console
 from automation.commands.copy import add_url_arguments, csv
 from automation.commands.report import write_report
 from loaders.dsn import url_from
-from loaders.verify import VerifyReport, verify
+from loaders.data.verify import VerifyReport, verify
 
 
 async def run_verify(args: argparse.Namespace) -> VerifyReport:

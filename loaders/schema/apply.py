@@ -13,7 +13,7 @@ import asyncpg
 import structlog
 
 from loaders.errors import MigrationError
-from loaders.schema_clean import CleanStatement
+from loaders.schema.clean import CleanStatement
 
 log = structlog.get_logger(stage="schema")
 SNIPPET = 160

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
-from loaders.catalog import Sequence, read_catalog
+from loaders.data.catalog import Sequence, read_catalog
 from loaders.connect import connection
 from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError
-from loaders.snapshot import Snapshot
+from loaders.data.snapshot import Snapshot
 
 log = structlog.get_logger(stage="sequences")
 

@@ -41,7 +41,7 @@ class SchemaDump:
 
 
 def default_pg_dump() -> Path:
-    from automation.localpg import embedded_bin_dir
+    from loaders.localpg import embedded_bin_dir
 
     return embedded_bin_dir() / "pg_dump"
 

@@ -19,14 +19,14 @@ import structlog
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from loaders.catalog import Table, read_catalog, refuse_unreadable
+from loaders.data.catalog import Table, read_catalog, refuse_unreadable
 from loaders.concurrency import task_group
 from loaders.connect import create_pool
-from loaders.copy import default_jobs
+from loaders.data.copy import default_jobs
 from loaders.dsn import DatabaseUrl
 from loaders.errors import VerificationMismatch
-from loaders.sequences import read_values
-from loaders.snapshot import Snapshot, apply_canonical, open_snapshot
+from loaders.data.sequences import read_values
+from loaders.data.snapshot import Snapshot, apply_canonical, open_snapshot
 
 log = structlog.get_logger(stage="verify")
 

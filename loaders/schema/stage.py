@@ -17,17 +17,17 @@ from pathlib import Path
 import asyncpg
 import structlog
 
-from loaders.app_role import ensure_app_role
+from loaders.schema.app_role import ensure_app_role
 from loaders.connect import connection
 from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError
-from loaders.migrations import RECORD, SqlUnit, applied_checksums, ensure_tracking, pending, read_folder
+from loaders.schema.migrations import RECORD, SqlUnit, applied_checksums, ensure_tracking, pending, read_folder
 from loaders.redaction import scrub_value
-from loaders.schema_apply import apply_statements
-from loaders.schema_clean import Change, CleanResult, CleanStatement, clean_sql
-from loaders.schema_diff import KINDS, PRE_DATA_KINDS, SchemaDiff, diff_schemas
-from loaders.schema_export import dump_schema
-from loaders.schema_target import (
+from loaders.schema.apply import apply_statements
+from loaders.schema.clean import Change, CleanResult, CleanStatement, clean_sql
+from loaders.schema.diff import KINDS, PRE_DATA_KINDS, SchemaDiff, diff_schemas
+from loaders.schema.export import dump_schema
+from loaders.schema.target import (
     TargetServer,
     adapt_to_target,
     api_roles,

@@ -24,15 +24,15 @@ import anyio
 import asyncpg
 import structlog
 
-from loaders import guard, state
-from loaders.catalog import Catalog, Table, missing_schemas, read_catalog, refuse_unreadable
+from loaders.data import guard, state
+from loaders.data.catalog import Catalog, Table, missing_schemas, read_catalog, refuse_unreadable
 from loaders.concurrency import task_group, with_retry
 from loaders.connect import connection, create_pool
 from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError
 from loaders.progress import CopyProgress, LogProgress, Stopwatch
-from loaders.snapshot import Snapshot, apply_load_settings
-from loaders.stream import DEFAULT_BUFFER_CHUNKS, BlockRange, pipe
+from loaders.data.snapshot import Snapshot, apply_load_settings
+from loaders.data.stream import DEFAULT_BUFFER_CHUNKS, BlockRange, pipe
 
 log = structlog.get_logger(stage="copy")
 

@@ -17,7 +17,7 @@ import asyncpg
 from pglast import ast, parser
 
 from loaders.errors import MigrationError
-from loaders.schema_clean import Change, CleanStatement, split_statements, walk_nodes
+from loaders.schema.clean import Change, CleanStatement, split_statements, walk_nodes
 from loaders.supabase import API_ROLES, BOOKKEEPING_SCHEMA, EXTENSIONS_SCHEMA
 
 SETUP = "target setup"
@@ -54,7 +54,7 @@ def base_setup() -> list[CleanStatement]:
 
 
 def auth_shim() -> list[CleanStatement]:
-    text = resources.files("loaders").joinpath("auth_shim.sql").read_text()
+    text = resources.files("loaders.schema").joinpath("auth_shim.sql").read_text()
     return split_statements(text, source_name="auth_shim.sql")
 
 

@@ -26,7 +26,7 @@ import structlog
 
 from loaders.concurrency import task_group
 from loaders.errors import MigrationError
-from loaders.state import SCHEMA
+from loaders.data.state import SCHEMA
 
 log = structlog.get_logger(stage="guard")
 

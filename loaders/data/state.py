@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from loaders.catalog import BOOKKEEPING_SCHEMA
+from loaders.data.catalog import BOOKKEEPING_SCHEMA
 
 SCHEMA = BOOKKEEPING_SCHEMA
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import anyio
 import asyncpg
 
-from loaders.catalog import Table
+from loaders.data.catalog import Table
 from loaders.concurrency import task_group
 
 DEFAULT_BUFFER_CHUNKS = 16

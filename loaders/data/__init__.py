@@ -1,0 +1,1 @@
+"""Data stage: catalog → snapshot → load guard → stream COPY → sequences → verify."""

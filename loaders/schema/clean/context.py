@@ -1,0 +1,44 @@
+"""What a rule sees: the statement's position and kind, the run's options, and the result
+it records changes into. Rules are plain functions `rule(node, ctx) -> node | None`
+(None drops the statement), so each family lives in its own module and is tested alone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pglast import ast
+
+from loaders.schema.clean.model import Change, CleanResult
+
+
+@dataclass
+class CleanRun:
+    """One file's cleaning: where it comes from, the RLS mode, and what was decided so far."""
+
+    file: str
+    rls: str
+    result: CleanResult
+
+
+@dataclass
+class RuleContext:
+    run: CleanRun
+    line: int
+    kind: str
+    # Set when a rule changed the AST: the statement is then re-printed instead of kept verbatim.
+    modified: bool = False
+
+    @property
+    def rls(self) -> str:
+        return self.run.rls
+
+    @property
+    def result(self) -> CleanResult:
+        return self.run.result
+
+    def record(self, obj: str, reason: str, action: str) -> None:
+        self.result.changes.append(Change(self.run.file, self.line, self.kind, obj, reason, action))
+
+
+Rule = Callable[[ast.Node, RuleContext], "ast.Node | None"]
