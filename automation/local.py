@@ -20,7 +20,8 @@ from loaders.localpg import LocalPostgres, rds_like_database
 from automation.sample import sample_sql, supabase_source_sql
 from automation.stack import PROJECT_DIR
 from automation.commands.migrate import migrate_and_report
-from loaders.dsn import DatabaseUrl, parse_url, url_from
+from automation.commands.urls import role_given, source_url
+from loaders.dsn import DatabaseUrl, parse_url
 from loaders.schema.clean import split_statements
 from loaders.schema.target import TargetServer, adapt_to_target
 
@@ -69,8 +70,8 @@ def run_local(args: argparse.Namespace) -> int:
     servers = [target_server]
     try:
         target = anyio.run(ensure_rds_like_target, target_server)
-        if args.source:
-            source = url_from(args.source, "source")
+        if role_given(args, "source"):
+            source = source_url(args)
         else:
             source_server = LocalPostgres(home / "supabase").start()
             servers.append(source_server)

@@ -8,16 +8,21 @@ server (`default_transaction_read_only`), so no code path can write to the sourc
 from __future__ import annotations
 
 import socket
+import ssl
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 import asyncpg
 
-from loaders.dsn import DatabaseUrl
+from loaders.dsn import CA_FLAGS, DatabaseUrl
 from loaders.errors import MigrationError
 
 APP_NAME = "supabase-to-rds"
 CONNECT_TIMEOUT = 15.0
+# asyncpg raises a bare ConnectionError with this text when the server answers an SSLRequest with
+# "N" (no TLS) and sslmode does not allow plaintext; there is no dedicated exception type.
+NO_TLS_MARKER = "rejected SSL upgrade"
+CA_SOURCES = "Supabase: the CA from the project's Database settings; RDS: global-bundle.pem"
 
 
 def server_settings(url: DatabaseUrl) -> dict[str, str]:
@@ -27,9 +32,33 @@ def server_settings(url: DatabaseUrl) -> dict[str, str]:
     return settings
 
 
+def explain_tls(exc: BaseException, url: DatabaseUrl) -> MigrationError | None:
+    """TLS failures are OSErrors too; without this they would read as "unreachable"."""
+    where = f"{url.role} {url.safe}"
+    flag = CA_FLAGS.get(url.role, "--ca-bundle")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = exc.verify_message or exc.reason or "certificate verify failed"
+        if exc.verify_code == 62:  # X509_V_ERR_HOSTNAME_MISMATCH
+            return MigrationError(f"{where}: the server's TLS certificate is not valid for host {url.host!r} ({detail})",
+                                  "connect by the host name the certificate names (the Supabase or RDS endpoint), not an alias or IP")
+        return MigrationError(f"{where}: the server's TLS certificate is not signed by the CA in "
+                              f"{url.sslrootcert or 'the given CA file'} ({detail})",
+                              f"pass the CA that signed the server's certificate with {flag} ({CA_SOURCES})")
+    if isinstance(exc, ssl.SSLError):
+        return MigrationError(f"{where}: TLS handshake failed ({exc.reason or type(exc).__name__})",
+                              f"check sslmode and the CA file ({CA_SOURCES})")
+    if isinstance(exc, ConnectionError) and NO_TLS_MARKER in str(exc):
+        return MigrationError(f"{where}: TLS required but the server offers none (sslmode={url.sslmode})",
+                              "enable TLS on the server; only on a network you trust, add sslmode=prefer to the URL")
+    return None
+
+
 def explain(exc: BaseException, url: DatabaseUrl) -> MigrationError:
     """Translate a connection failure into cause + fix, naming the side but not the password."""
     where = f"{url.role} {url.safe}"
+    tls = explain_tls(exc, url)
+    if tls is not None:
+        return tls
     if isinstance(exc, asyncpg.InvalidPasswordError):
         return MigrationError(f"{where}: password authentication failed", f"check the password in the {url.role} URL")
     if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):

@@ -10,7 +10,7 @@ parses as a connection URL. The registry catches secrets that appear out of cont
 from __future__ import annotations
 
 import threading
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote
 
 MASK = "***"
 _MIN_SECRET_LEN = 4
@@ -25,21 +25,39 @@ def register_secret(value: str | None) -> None:
             _secrets.add(value)
 
 
+def userinfo_span(url: str) -> tuple[int, int] | None:
+    """Where `USER:PASSWORD` sits in `scheme://USER:PASSWORD@host…`, found without a URL parser:
+    from `://` to the LAST `@`. A parser stops the userinfo at an unencoded `/`, `?` or `#` in the
+    password and then quotes the rest back in its error; this rule still covers the whole password
+    (it may over-cover when an `@` sits in the query, which only hides more)."""
+    start = url.find("://")
+    end = url.rfind("@")
+    if start < 0 or end < start + 3:
+        return None
+    return start + 3, end
+
+
+def register_url_password(url: str) -> None:
+    """Register the password of a URL (raw and percent-decoded) before anything tries to parse it."""
+    span = userinfo_span(url)
+    if span is None:
+        return
+    _user, sep, password = url[span[0]:span[1]].partition(":")
+    if sep:
+        register_secret(password)
+        register_secret(unquote(password))
+
+
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by `***` (user, host, port and db stay readable)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return MASK
-    if parts.password is None:
+    """The URL with its password replaced by `***` (user, host, port and db stay readable);
+    works on URLs no parser accepts, e.g. with an unencoded `/` or `#` in the password."""
+    span = userinfo_span(url)
+    if span is None:
         return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:{MASK}@{host}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    user, sep, _password = url[span[0]:span[1]].partition(":")
+    if not sep:
+        return url
+    return f"{url[:span[0]]}{user}:{MASK}{url[span[1]:]}"
 
 
 def _scrub_urls(text: str) -> str:

@@ -10,7 +10,7 @@ import anyio
 
 from automation.commands.report import write_report
 from loaders.data.copy import FORMATS, CopyOptions, CopyReport, build_copy_plan, copy_tables, default_jobs
-from loaders.dsn import url_from
+from automation.commands.urls import add_url_arguments, source_url, target_url
 from loaders.progress import RichProgress, default_progress
 from loaders.data.sequences import sync_sequences
 from loaders.data.snapshot import open_snapshot
@@ -18,11 +18,6 @@ from loaders.data.snapshot import open_snapshot
 
 def csv(value: str) -> tuple[str, ...]:
     return tuple(part for part in (p.strip() for p in value.split(",")) if part)
-
-
-def add_url_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", help="source URL (default: $SOURCE_DATABASE_URL)")
-    parser.add_argument("--target", help="target URL (default: $TARGET_DATABASE_URL)")
 
 
 def add_copy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +40,7 @@ def copy_options(args: argparse.Namespace) -> CopyOptions:
 
 
 async def run_copy(args: argparse.Namespace) -> CopyReport:
-    source, target = url_from(args.source, "source"), url_from(args.target, "target")
+    source, target = source_url(args), target_url(args)
     options = copy_options(args)
     progress = default_progress()
     options.progress = progress

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,10 @@ from rich.table import Table as RichTable
 
 from automation import stack as pulumi_stack
 from automation.commands.report import write_report
+from automation.commands.urls import add_role_arguments, role_given, source_url, target_url
 from automation.drift_infra import findings_from_events
 from loaders.drift import DriftFinding, DriftReport, data_drift, schema_drift
-from loaders.dsn import DatabaseUrl, url_from
+from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError
 
 
@@ -42,8 +42,8 @@ def infrastructure_findings(stack_name: str) -> list[DriftFinding]:
 
 
 def _target(args: argparse.Namespace) -> DatabaseUrl | None:
-    if args.target or os.environ.get("TARGET_DATABASE_URL"):
-        return url_from(args.target, "target")
+    if role_given(args, "target"):
+        return target_url(args)
     if args.stack:
         stack = pulumi_stack.open_stack(args.stack, create=False)
         outputs = pulumi_stack.plain_outputs(stack.outputs())
@@ -77,7 +77,7 @@ def handle(args: argparse.Namespace) -> int:
         report.checked.append("infrastructure")
         report.findings += infrastructure_findings(args.stack)
     target = _target(args)
-    source = url_from(args.source, "source") if (args.source or os.environ.get("SOURCE_DATABASE_URL")) else None
+    source = source_url(args) if role_given(args, "source") else None
     if target is not None:
         anyio.run(lambda: database_findings(source, target, report, checksums=args.checksums))
     if not report.checked:
@@ -103,10 +103,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="Exit codes: 0 clean, 2 drift found, 1 could not check.",
     )
     parser.add_argument("--stack", help="Pulumi stack to check (also resolves the target when --target is absent)")
-    parser.add_argument("--source", help="the old Supabase database (read-only window); env SOURCE_DATABASE_URL")
-    parser.add_argument("--target", help="the RDS database; env TARGET_DATABASE_URL")
+    add_role_arguments(parser, "source", help="the old Supabase database (read-only window)")
+    add_role_arguments(parser, "target", help="the RDS database")
     parser.add_argument("--checksums", action="store_true", help="compare content checksums, not only row counts")
-    parser.add_argument("--ca-bundle", help="RDS CA bundle for sslmode=verify-full")
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     parser.add_argument("--report", help="write the JSON report to this file")
     parser.add_argument("--markdown", help="write a markdown summary (for a CI job summary) to this file")

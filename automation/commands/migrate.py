@@ -11,10 +11,10 @@ from pathlib import Path
 import anyio
 from rich.console import Console
 
-from automation.commands.copy import add_url_arguments
 from automation.commands.options import add_pipeline_arguments, migrate_options
 from automation.commands.report import write_report
-from loaders.dsn import DatabaseUrl, url_from
+from automation.commands.urls import add_url_arguments, source_url, target_url
+from loaders.dsn import DatabaseUrl
 from loaders.migrate import MigrateOptions, MigrationReport, migrate, with_resume
 from loaders.progress import RichProgress, default_progress
 from loaders.redaction import MASK
@@ -47,7 +47,7 @@ def summarize(report: MigrationReport, report_path: Path | None) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    source, target = url_from(args.source, "source"), url_from(args.target, "target")
+    source, target = source_url(args), target_url(args)
     report = anyio.run(run_migration, source, target, migrate_options(args))
     summarize(report, args.report)
     report.raise_for_mismatch()

@@ -9,7 +9,6 @@ Run on its own it applies pre-data and post-data back to back (no data in betwee
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +17,8 @@ import anyio
 
 from automation.commands.options import add_schema_arguments, schema_options
 from automation.commands.report import write_report
-from loaders.dsn import DatabaseUrl, url_from
+from automation.commands.urls import add_role_arguments, role_given, source_url, target_url
+from loaders.dsn import DatabaseUrl
 from loaders.schema.stage import SchemaPlan, SchemaReport, finish_schema, plan_schema, prepare_schema
 
 
@@ -27,8 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "schema", help="apply the cleaned Supabase schema to the target and diff it with the source",
         description="Clean Supabase-specific SQL with the Postgres parser and apply it to the target.",
     )
-    parser.add_argument("--target", help="target URL (default: $TARGET_DATABASE_URL)")
-    parser.add_argument("--source", help="source URL (default: $SOURCE_DATABASE_URL); dumped when no --migrations, diffed always")
+    add_role_arguments(parser, "target")
+    add_role_arguments(parser, "source", help="source URL, dumped when no --migrations, diffed always")
     parser.add_argument("--dry-run", action="store_true", help="print the cleaned SQL and the changes; touch nothing")
     parser.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
     add_schema_arguments(parser)
@@ -36,8 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _source(args: argparse.Namespace) -> DatabaseUrl | None:
-    if args.source or os.environ.get("SOURCE_DATABASE_URL") or args.migrations is None:
-        return url_from(args.source, "source")
+    if role_given(args, "source") or args.migrations is None:
+        return source_url(args)
     return None
 
 
@@ -56,7 +56,7 @@ async def _run(args: argparse.Namespace) -> int:
         sys.stdout.write(plan.sql())
         print_changes(plan)
         return 0
-    target = url_from(args.target, "target")
+    target = target_url(args)
     # Nothing is loaded between the two steps here, so one diff at the end covers both.
     report = await prepare_schema(source, target, replace(options, diff=False))
     report = await finish_schema(target, report, source if options.diff else None)

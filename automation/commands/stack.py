@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 import anyio
 import structlog
@@ -13,7 +12,7 @@ from automation import stack as pulumi_stack
 from automation.commands.migrate import migrate_and_report
 from automation.commands.options import add_pipeline_arguments, add_schema_arguments, schema_options
 from automation.plan import build_migration_plan, render_plan
-from loaders.dsn import url_from
+from automation.commands.urls import add_role_arguments, role_given, source_url
 from loaders.redaction import MASK
 
 log = structlog.get_logger(stage="stack")
@@ -53,9 +52,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
     stack = pulumi_stack.open_stack(args.stack, create=True)
     result = stack.preview(on_event=pulumi_stack.log_engine_event)
     log.info("preview", changes=dict(result.change_summary))
-    source = args.source or os.environ.get("SOURCE_DATABASE_URL")
-    if source:
-        plan = anyio.run(build_migration_plan, url_from(source, "source"), schema_options(args))
+    if role_given(args, "source"):
+        plan = anyio.run(build_migration_plan, source_url(args), schema_options(args))
         render_plan(plan)
     return 0
 
@@ -72,13 +70,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     pulumi_stack.confirm(f"Apply these changes to stack {args.stack!r}?", yes=args.yes)
     stack.up(on_event=pulumi_stack.log_engine_event)
     outputs = pulumi_stack.plain_outputs(stack.outputs())
-    source = args.source or os.environ.get("SOURCE_DATABASE_URL")
-    if not source:
+    if not role_given(args, "source"):
         log.info("provisioned", stack=args.stack, note="no --source given: infrastructure only")
         print(json.dumps(_show_outputs(outputs, show_secrets=args.show_secrets), indent=2, default=str))
         return 0
     target = pulumi_stack.master_url(pulumi_stack.connection_from_outputs(outputs, ca_bundle=args.ca_bundle))
-    return migrate_and_report(url_from(source, "source"), target, args,
+    return migrate_and_report(source_url(args), target, args,
                               out_dir=pulumi_stack.PROJECT_DIR / "reports" / args.stack)
 
 
@@ -90,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="no AWS, no Pulumi: embedded PostgreSQL stands in for RDS (and for the source, without --source)")
     up.add_argument("--yes", action="store_true", help="apply without asking")
     up.add_argument("--ca-bundle", help="RDS CA bundle file: connect with sslmode=verify-full")
-    up.add_argument("--source", help="Supabase URL (direct or session pooler, not port 6543); env SOURCE_DATABASE_URL")
+    add_role_arguments(up, "source", help="Supabase URL (direct or session pooler, not port 6543)")
     up.add_argument("--show-secrets", action="store_true", help="print the backend's password instead of ***")
     up.add_argument("--keep-running", action="store_true", help="with --local: leave the local servers running")
     add_pipeline_arguments(up, app_role_default="app_backend")
@@ -99,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     preview = sub.add_parser("preview", help="Pulumi preview plus the migration plan; changes nothing",
                              description="Preview infrastructure changes and, with --source, what the migration would do. " + ENV_HELP)
     _add_stack(preview)
-    preview.add_argument("--source", help="Supabase URL to plan the migration from; env SOURCE_DATABASE_URL")
+    add_role_arguments(preview, "source", help="Supabase URL to plan the migration from")
     add_schema_arguments(preview)
     preview.set_defaults(handler=cmd_preview)
 

@@ -7,14 +7,14 @@ import argparse
 import anyio
 from rich.console import Console
 
-from automation.commands.copy import add_url_arguments, csv
+from automation.commands.copy import csv
+from automation.commands.urls import add_url_arguments, source_url, target_url
 from automation.commands.report import write_report
-from loaders.dsn import url_from
 from loaders.data.verify import VerifyReport, verify
 
 
 async def run_verify(args: argparse.Namespace) -> VerifyReport:
-    source, target = url_from(args.source, "source"), url_from(args.target, "target")
+    source, target = source_url(args), target_url(args)
     return await verify(source, target, checksums=not args.no_checksums, schemas=args.schemas, tables=args.tables)
 
 
