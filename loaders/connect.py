@@ -22,6 +22,8 @@ CONNECT_TIMEOUT = 15.0
 # asyncpg raises a bare ConnectionError with this text when the server answers an SSLRequest with
 # "N" (no TLS) and sslmode does not allow plaintext; there is no dedicated exception type.
 NO_TLS_MARKER = "rejected SSL upgrade"
+# X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH: the chain is fine, the name is not.
+NAME_MISMATCH = (62, 64)
 CA_SOURCES = "Supabase: the CA from the project's Database settings; RDS: global-bundle.pem"
 
 
@@ -38,7 +40,7 @@ def explain_tls(exc: BaseException, url: DatabaseUrl) -> MigrationError | None:
     flag = CA_FLAGS.get(url.role, "--ca-bundle")
     if isinstance(exc, ssl.SSLCertVerificationError):
         detail = exc.verify_message or exc.reason or "certificate verify failed"
-        if exc.verify_code == 62:  # X509_V_ERR_HOSTNAME_MISMATCH
+        if exc.verify_code in NAME_MISMATCH:
             return MigrationError(f"{where}: the server's TLS certificate is not valid for host {url.host!r} ({detail})",
                                   "connect by the host name the certificate names (the Supabase or RDS endpoint), not an alias or IP")
         return MigrationError(f"{where}: the server's TLS certificate is not signed by the CA in "

