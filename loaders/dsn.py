@@ -238,7 +238,7 @@ def warn_password_in_argv(url: DatabaseUrl) -> None:
     """A password in argv is readable by every local user (`ps`, /proc) and lands in shell history."""
     if url.password:
         structlog.get_logger(stage="connect").warning(
-            "password_on_command_line", role=url.role,
+            "password_on_command_line", role=url.role, why="other local users can read it in ps and shell history",
             fix=f"set {ENV_VARS[url.role]} or pass {URL_FILE_FLAGS[url.role]} FILE instead of --{url.role} URL")
 
 
