@@ -113,9 +113,16 @@ def _port(role: str, text: str | None) -> int:
     """The port, never echoed: after a mis-split URL it may be a piece of the password."""
     if text is None or text == "":
         return DEFAULT_PORT
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise _bad(role, "the port is not a number from 1 to 65535")
     return int(text)
+
+
+def _at_after_netloc(rest: str) -> bool:
+    """An `@` past the first `/`, `?` or `#`: a password with one of those unencoded. Parsers then
+    take a piece of the password for the host, port or database name and print it."""
+    ends = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
+    return bool(ends) and "@" in rest[min(ends):]
 
 
 def is_loopback(host: str) -> bool:
@@ -149,7 +156,7 @@ def tls_settings(role: str, host: str, query: dict[str, str], ca: str | None) ->
     rootcert = ca or query.get("sslrootcert")
     if sslmode is not None and sslmode not in SSLMODES:
         raise _bad(role, f"sslmode must be one of {', '.join(SSLMODES)}")
-    if rootcert and rootcert != "system":
+    if rootcert:  # asyncpg has no sslrootcert=system: a file is needed on both clients
         _check_ca_file(role, rootcert)
     if sslmode is None:
         sslmode = "verify-full" if rootcert else (LIBPQ_DEFAULT_SSLMODE if is_loopback(host) else "require")
@@ -184,11 +191,14 @@ def parse_url(url: str | None, role: str, *, ca: str | None = None) -> DatabaseU
         raise _bad(role, "the host cannot be read; IPv6 addresses go in [brackets]") from None
     if parts.scheme not in ("postgres", "postgresql"):
         raise _bad(role, f"scheme {parts.scheme or '(none)'!r}, expected postgresql://")
-    if "@" not in parts.netloc and "@" in text[len(parts.scheme) + 3:]:
-        raise _bad(role, "no USER:PASSWORD@ before the host; is there an unencoded /, # or ? in the password?")
-    password = unquote(parts.password) if parts.password is not None else None
-    register_secret(password)
+    if _at_after_netloc(text[len(parts.scheme) + 3:]):
+        raise _bad(role, "an @ after the first /, # or ?; is there an unencoded /, # or ? in the password?")
     query = dict(parse_qsl(parts.query))
+    # libpq also takes ?password=…; kept in the query it would reach pg_dump's argv and the logs.
+    in_query = query.pop("password", None)
+    password = unquote(parts.password) if parts.password is not None else in_query
+    register_secret(in_query)
+    register_secret(password)
     host = parts.hostname or query.pop("host", "")
     netloc_port = parts.netloc.rpartition("@")[2].rpartition("]")[2].partition(":")[2]
     port = _port(role, query.pop("port", None) or netloc_port)
