@@ -203,3 +203,21 @@ async def test_a_pg_dump_without_tls_is_named_before_it_runs(tls: TlsServer) -> 
     assert "needs TLS (sslmode=verify-full) but pg_dump" in info.value.one_line()
     assert "fix: install PostgreSQL 15+ client tools with TLS" in info.value.one_line()
     assert (await choose_pg_dump(url, 15, None))[0] != wheel
+
+
+def test_the_ca_flags_reach_both_sides_through_the_cli(tls: TlsServer, tmp_path: Path) -> None:
+    """--source-ca and --ca-bundle are wired on the real CLI: a wrong CA on either side stops
+    that side, with the flag to fix named; the right CA on the other side gets through."""
+    from tests.test_secrets_cli import one_error_line, run_cli
+
+    url_file = tmp_path / "url"
+    url_file.write_text(tls.url(user=TLS_USER) + "\n")
+    url_file.chmod(0o600)
+    for (source_ca, target_ca), role, flag in (((tls.wrong_ca_file, tls.ca_file), "source", "--source-ca"),
+                                               ((tls.ca_file, tls.wrong_ca_file), "target", "--ca-bundle")):
+        result = run_cli("verify", "--source-file", str(url_file), "--source-ca", str(source_ca),
+                         "--target-file", str(url_file), "--ca-bundle", str(target_ca))
+        assert result.returncode == 1
+        line = one_error_line(result.stderr)
+        assert line.startswith(f"error: {role} {TLS_USER}@localhost") and "not signed by the CA" in line and flag in line
+        assert tls.server.password not in result.stdout + result.stderr
