@@ -2,13 +2,13 @@
 
 The real connections go to a PG 15 server with ssl=on and a certificate from a CA made in this
 run (tests/tls_support.py). The "remote host ⇒ require" default is tested twice: through the
-decision function for every kind of host, and over a real connection to this machine's
-non-loopback address when it has one (the test is skipped, not passed, when it has none —
-the decision-function test is what covers the rule then).
+decision function for every kind of host, and over a real connection that uses the mode
+chosen for a remote host name, sent to a second loopback address (tests stay on loopback).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
@@ -135,10 +135,8 @@ async def test_verify_full_with_a_wrong_ca_fails_in_one_line(tls: TlsServer, rol
 
 
 async def test_a_certificate_for_another_name_is_refused(tls: TlsServer) -> None:
-    """The certificate names localhost and 127.0.0.1 only; the non-loopback address reaches the
-    same server under a name the certificate does not carry."""
-    if tls.remote_address is None:
-        pytest.skip("this machine has no non-loopback address to reach the server by another name")
+    """The certificate names localhost and 127.0.0.1 only; 127.0.0.2 reaches the same server
+    under a name the certificate does not carry."""
     url = parse_url(tls.url(host=tls.remote_address, user=TLS_USER), "target", ca=str(tls.ca_file))
     with pytest.raises(MigrationError, match=f"not valid for host '{tls.remote_address}'"):
         await connect(url)
@@ -163,10 +161,9 @@ async def test_loopback_without_tls_keeps_working(pg18) -> None:
 
 
 async def test_a_remote_host_gets_tls_by_default_and_refuses_plaintext(tls: TlsServer) -> None:
-    if tls.remote_address is None:
-        pytest.skip("this machine has no non-loopback address; the decision-function test covers the rule")
-    url = parse_url(tls.url(host=tls.remote_address), "source")
-    assert url.sslmode == "require"
+    remote = parse_url(tls.url(host="db.abcdefghij.supabase.co"), "source")
+    assert remote.sslmode == "require"
+    url = replace(remote, host=tls.remote_address)  # the mode chosen for a remote host, sent to loopback
     async with connection(url) as conn:
         assert await uses_tls(conn)
     admin = await asyncpg.connect(tls.url(host="127.0.0.1"), ssl=False)

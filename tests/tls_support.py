@@ -29,15 +29,9 @@ from loaders.localpg import FAST_UNSAFE, SERVICE_USER, LocalPostgres
 TLS_USER = "tls_only"  # may log in over TLS only (hostssl), so a plaintext client is refused by pg_hba
 
 
-def non_loopback_address() -> str | None:
-    """This machine's outbound IPv4 address (a UDP connect sends nothing), or None without a route."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("10.254.254.254", 9))
-        except OSError:
-            return None
-        address = probe.getsockname()[0]
-    return None if ipaddress.ip_address(address).is_loopback or address == "0.0.0.0" else address
+# A second loopback address: the server listens there too, but its certificate doesn't name it.
+# (Tests never reach beyond loopback: 127.0.0.0/8 is all local on Linux.)
+OTHER_NAME = "127.0.0.2"
 
 
 def _name(common_name: str) -> x509.Name:
@@ -92,7 +86,7 @@ class TlsServer:
     server: LocalPostgres
     ca_file: Path
     wrong_ca_file: Path
-    remote_address: str | None  # a non-loopback address it listens on; NOT in its certificate
+    remote_address: str  # another loopback address it listens on; NOT in its certificate
 
     def url(self, host: str = "localhost", user: str = "postgres", query: str = "") -> str:
         return f"postgresql://{user}:{self.server.password}@{host}:{self.server.port}/postgres" + (f"?{query}" if query else "")
@@ -101,7 +95,7 @@ class TlsServer:
 def start_tls_server(root: Path, bin_dir: Path) -> TlsServer:
     """PG with ssl=on and a certificate for `localhost`/127.0.0.1 from a fresh CA. pg_hba lets the
     superuser in without TLS on loopback (for setup) and everyone else in over TLS only."""
-    remote = non_loopback_address()
+    remote = OTHER_NAME
     ca, wrong = Authority.create("supabase-to-rds test CA"), Authority.create("some other CA")
     tls_dir = root / "tls"
     tls_dir.mkdir()
@@ -111,14 +105,14 @@ def start_tls_server(root: Path, bin_dir: Path) -> TlsServer:
     (tls_dir / "pg_hba.conf").write_text(
         "hostnossl all postgres 127.0.0.1/32 scram-sha-256\n"
         "hostssl all all 0.0.0.0/0 scram-sha-256\n"
-        f"hostnossl all postgres {remote or '127.0.0.1'}/32 scram-sha-256\n"
+        f"hostnossl all postgres {remote}/32 scram-sha-256\n"
     )
     os.chmod(tls_dir / "server.key", 0o600)
     if os.geteuid() == 0:  # the server runs as the wheel's service user, who must own its key
         ensure_user_exists(SERVICE_USER)
         for path in (tls_dir, *tls_dir.iterdir()):
             shutil.chown(path, SERVICE_USER, SERVICE_USER)
-    listen = "127.0.0.1" + (f",{remote}" if remote else "")
+    listen = f"127.0.0.1,{remote}"
     settings = {**FAST_UNSAFE, "ssl": "on", "ssl_cert_file": str(tls_dir / "server.crt"),
                 "ssl_key_file": str(tls_dir / "server.key"), "hba_file": str(tls_dir / "pg_hba.conf"),
                 "listen_addresses": listen}
