@@ -18,15 +18,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from infra.config import PROJECT, covers_large_public_range
+from infra.config import ACCESS_WINDOW_KEY, config_key, covers_large_public_range
 
 BENIGN, DRIFT = "benign", "drift"
 INSTANCE = "aws:rds/instance:Instance"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 RULE_TYPES = {"aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": "ingress",
               "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": "egress"}
-WINDOW_KEY = f"{PROJECT}:accessWindowCidr"
-PUBLIC_KEY = f"{PROJECT}:publiclyAccessible"
+WINDOW_KEY = config_key(ACCESS_WINDOW_KEY)
+PUBLIC_KEY = config_key("publiclyAccessible")
 WINDOW_RULE_SUFFIX = "-db-window"
 PROTOCOLS = {"6": "tcp", "17": "udp", "all": "-1"}
 # Attributes AWS changes continuously; a difference in them says nothing about configuration.

@@ -17,6 +17,9 @@ from typing import Any
 
 PROJECT = "supabase-to-rds"
 PORT = 5432
+# Keys the driver sets for one `up` and removes afterwards (see automation/stack.py).
+ACCESS_WINDOW_KEY = "accessWindowCidr"
+APPLY_IMMEDIATELY_KEY = "applyImmediately"
 SUPPORTED_MAJORS = range(13, 19)
 MIN_GP3_STORAGE_GB = 20
 MAX_STORAGE_GB = 65536
@@ -144,6 +147,7 @@ class DatabaseSettings:
     multi_az: bool = False
     kms_key_id: str | None = None
     slow_query_ms: int = 1000
+    apply_immediately: bool = False
 
     @property
     def parameter_family(self) -> str:
@@ -163,7 +167,7 @@ FLAT_KEYS: dict[str, tuple[str, str]] = {
     "allowedCidrs": ("access", "allowed_cidrs"),
     "allowedSecurityGroupIds": ("access", "allowed_security_group_ids"),
     "allowPublicInternet": ("access", "allow_public_internet"),
-    "accessWindowCidr": ("access", "access_window_cidr"),
+    ACCESS_WINDOW_KEY: ("access", "access_window_cidr"),
     "replicationSourceCidrs": ("access", "replication_source_cidrs"),
     "engineVersion": ("database", "engine_version"),
     "instanceClass": ("database", "instance_class"),
@@ -179,6 +183,7 @@ FLAT_KEYS: dict[str, tuple[str, str]] = {
     "multiAz": ("database", "multi_az"),
     "kmsKeyId": ("database", "kms_key_id"),
     "slowQueryMs": ("database", "slow_query_ms"),
+    APPLY_IMMEDIATELY_KEY: ("database", "apply_immediately"),
 }
 NETWORK_KEYS = {"mode": "mode", "cidr": "cidr", "azCount": "az_count"}
 KNOWN_KEYS = {*FLAT_KEYS, "network", "tags"}
@@ -350,6 +355,7 @@ def _database(check: _Checker, values: dict[str, Any]) -> DatabaseSettings:
         multi_az=_bool(check, "multiAz", values, "multi_az", d.multi_az),
         kms_key_id=str(kms) if kms else None,
         slow_query_ms=check.integer("slowQueryMs", values.get("slow_query_ms", d.slow_query_ms), -1, 3_600_000) or d.slow_query_ms,
+        apply_immediately=_bool(check, APPLY_IMMEDIATELY_KEY, values, "apply_immediately", d.apply_immediately),
     )
 
 
@@ -394,6 +400,11 @@ def load_settings(raw: Mapping[str, Any]) -> StackSettings:
         raise ConfigError(check.problems)
     return StackSettings(network=network, access=access, database=database,
                          tags={str(k): str(v) for k, v in tags.items()})
+
+
+def config_key(key: str) -> str:
+    """The full `project:key` name Pulumi stores a setting under."""
+    return f"{PROJECT}:{key}"
 
 
 def raw_from_pulumi(all_config: Mapping[str, str]) -> dict[str, Any]:

@@ -119,7 +119,10 @@ class PostgresDatabase(pulumi.ComponentResource):
             final_snapshot_identifier=None if settings.skip_final_snapshot
             else pulumi.Output.concat(f"{name}-final-", snapshot_suffix.hex),
             enabled_cloudwatch_logs_exports=LOG_EXPORTS,
-            apply_immediately=False,
+            # Changes wait for the maintenance window, except for one `up` the driver runs with
+            # applyImmediately (a confirmed major upgrade, whose new parameter group family must
+            # go in with the engine version).
+            apply_immediately=settings.apply_immediately,
             tags=tags,
             opts=child,
         )
