@@ -154,6 +154,26 @@ class DatabaseSettings:
         return f"postgres{self.engine_version}"
 
 
+def replication_route_problem(settings: "StackSettings") -> str | None:
+    """Egress rules admit traffic; they do not route it. RDS reaches a source on the internet only
+    with a public address (publiclyAccessible, subnets with an internet gateway) or a NAT gateway
+    this stack does not create; an IPv6 source also needs a dual-stack VPC, which it does not build."""
+    cidrs = [ipaddress.ip_network(c) for c in settings.access.replication_source_cidrs]
+    public = [str(c) for c in cidrs if is_public_address(str(c))]
+    if not public:
+        return None
+    problems = []
+    if any(c.version == 6 for c in cidrs if str(c) in public):
+        problems.append("IPv6 sources need a dual-stack VPC and instance, which this stack does not create: use "
+                        "Supabase's IPv4 add-on and its IPv4 address")
+    if not settings.database.publicly_accessible:
+        problems.append("the instance has no public address, so it reaches the internet only through a NAT gateway "
+                        "you provide (or set publiclyAccessible: true; inbound stays limited to allowedCidrs)")
+    if not problems:
+        return None
+    return "replicationSourceCidrs " + ", ".join(public) + ": " + "; ".join(problems)
+
+
 @dataclass(frozen=True)
 class StackSettings:
     network: NetworkSettings = field(default_factory=NetworkSettings)

@@ -11,7 +11,8 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from infra.config import KNOWN_KEYS, PROJECT, StackSettings, access_window, decode, load_settings, raw_from_pulumi
+from infra.config import (KNOWN_KEYS, PROJECT, StackSettings, access_window, decode, load_settings, raw_from_pulumi,
+                          replication_route_problem)
 from infra.database import PostgresDatabase
 from infra.network import Network
 
@@ -40,6 +41,9 @@ def run() -> None:
     window = access_window(settings)
     db = PostgresDatabase(name, settings.database, settings.access, window=window,
                           vpc_id=network.vpc_id, subnet_ids=network.subnet_ids, tags=tags)
+    route_problem = replication_route_problem(settings)
+    if route_problem:
+        pulumi.log.warn(route_problem)
     pulumi.export("vpcId", network.vpc_id)
     pulumi.export("vpcCidr", network.vpc_cidr)
     pulumi.export("subnetIds", network.subnet_ids)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.config import ConfigError, load_settings, public_addresses
+from infra.config import ConfigError, load_settings, public_addresses, replication_route_problem
 from infra.program import run
 from tests.pulumi_harness import Deployment, run_program
 
@@ -325,6 +325,18 @@ def test_replication_sources_are_validated_like_allowed_cidrs() -> None:
         deploy(replicationSourceCidrs=["0.0.0.0/1", "128.0.0.0/1"])
     with pytest.raises(ConfigError, match="replicationSourceCidrs: 'db.abc.supabase.co' is not a network"):
         deploy(replicationSourceCidrs=["db.abc.supabase.co"])
+
+
+def test_replication_route_problems_are_named() -> None:
+    def problem(**config: object) -> str | None:
+        return replication_route_problem(load_settings(config))
+
+    assert problem() is None
+    assert problem(replicationSourceCidrs=["10.9.0.0/16"]) is None  # a peered or VPN network: routing is yours
+    assert problem(replicationSourceCidrs=["52.1.2.3/32"], publiclyAccessible=True) is None
+    assert "NAT gateway" in problem(replicationSourceCidrs=["52.1.2.3/32"])
+    v6 = problem(replicationSourceCidrs=["2a05:d018:135e:1600::7/128"], publiclyAccessible=True)
+    assert "dual-stack" in v6 and "IPv4 add-on" in v6
 
 
 def test_dev_stack_allows_its_own_vpc_range() -> None:
