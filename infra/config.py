@@ -115,20 +115,25 @@ class AccessWindow:
     def describe(self) -> str:
         what = f"PostgreSQL port {PORT} from {self.cidr} only (one security-group ingress rule)"
         if self.public:
-            what += " and public accessibility on the instance (a public address; the security group still admits only that address)"
-        else:
-            what += "; the instance stays private (the address is not on the public internet, or the subnets have no internet route)"
-        return what
+            return what + (" and public accessibility on the instance (a public address; the security group "
+                           "still admits only that address)")
+        if ipaddress.ip_network(self.cidr).version == 6:
+            return what + ("; the instance stays private: this stack's VPCs have no IPv6 route, so an IPv6 address "
+                           "reaches it only through a dual-stack VPC of your own (pass an IPv4 --access-cidr otherwise)")
+        return what + ("; the instance stays private (the address is not on the public internet, or the subnets "
+                       "have no internet route)")
 
 
 def access_window(settings: "StackSettings") -> AccessWindow | None:
-    """Public accessibility only where it can help: a public operator address and subnets with an
-    internet route (the default VPC's default subnets, or `network.mode: new` with publiclyAccessible)."""
+    """Public accessibility only where it can help: a public IPv4 operator address (the VPCs this
+    stack uses have no IPv6) and subnets with an internet route (the default VPC's default
+    subnets, or `network.mode: new` with publiclyAccessible)."""
     cidr = settings.access.access_window_cidr
     if cidr is None:
         return None
     routable = settings.network.mode == "default" or settings.database.publicly_accessible
-    return AccessWindow(cidr, public=routable and is_public_address(cidr))
+    ipv4 = ipaddress.ip_network(cidr).version == 4
+    return AccessWindow(cidr, public=routable and ipv4 and is_public_address(cidr))
 
 
 @dataclass(frozen=True)

@@ -283,9 +283,11 @@ def test_window_opens_exactly_the_operator_address_and_public_access() -> None:
     assert {r.name for r in opened.resources} - {r.name for r in closed.resources} == {rule.name}
 
 
-def test_ipv6_window_is_one_128() -> None:
-    (rule,) = window_rules(deploy(accessWindowCidr="2a05:d018:1:2::7/128"))
+def test_ipv6_window_is_one_128_and_no_public_ipv4_address() -> None:
+    d = deploy(accessWindowCidr="2a05:d018:1:2::7/128")
+    (rule,) = window_rules(d)
     assert rule.inputs["cidrIpv6"] == "2a05:d018:1:2::7/128" and "cidrIpv4" not in rule.inputs
+    assert d.one(INSTANCE).inputs["publiclyAccessible"] is False  # a public IPv4 address would not help it
 
 
 def test_window_stays_private_where_public_access_cannot_help() -> None:

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from typing import Any
 
 import anyio
 import structlog
@@ -62,7 +63,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def _apply(stack, ops: pulumi_stack.StackOps, args: argparse.Namespace) -> None:
+def _apply(stack: Any, ops: pulumi_stack.StackOps, args: argparse.Namespace) -> None:
     """Preview, confirm, and the `up` (applied now when it carries a confirmed major upgrade)."""
     if not args.yes:
         stack.preview(on_event=pulumi_stack.log_engine_event)
@@ -76,7 +77,7 @@ def _apply(stack, ops: pulumi_stack.StackOps, args: argparse.Namespace) -> None:
     pulumi_stack.upgrade_major(ops)
 
 
-def _migrate(args: argparse.Namespace, stack, source: str, *, cidr: str | None) -> int:
+def _migrate(args: argparse.Namespace, stack: Any, source: str, *, cidr: str | None) -> int:
     """Preflight (one line naming the access choices when the target is unreachable), then migrate."""
     outputs = pulumi_stack.plain_outputs(stack.outputs())
     conn = pulumi_stack.connection_from_outputs(outputs, ca_bundle=args.ca_bundle)
@@ -118,7 +119,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     return _migrate(args, stack, source, cidr=None)
 
 
-def access_window_for(stack, cidr: str) -> AccessWindow:
+def access_window_for(stack: Any, cidr: str) -> AccessWindow:
     """What the program will open, computed by the program's own rule from the stack's config."""
     raw = raw_from_pulumi({k: v.value for k, v in stack.get_all_config().items() if not v.secret})
     return access_window(load_settings({**raw, ACCESS_WINDOW_KEY: cidr}))  # type: ignore[return-value]
