@@ -260,8 +260,9 @@ def stack_ops(stack: Any) -> StackOps:
 
 @contextmanager
 def interrupts_ignored() -> Iterator[None]:
-    """Ctrl-C must not abandon the `up` that closes the window half-way: it is ignored here (in
-    the main thread) and the close either completes or fails with the command to finish it."""
+    """A second Ctrl-C must not abandon the window's closing half-way: this process ignores it (in
+    the main thread). The pulumi CLI, a Go program, re-arms its own Ctrl-C handling and may still
+    cancel its update; the close then fails with the command that finishes it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
