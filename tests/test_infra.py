@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.config import ConfigError, load_settings, public_addresses, replication_route_problem
+from infra.config import (ACCESS_WINDOW_KEY, ConfigError, config_key, load_settings, public_addresses,
+                          replication_route_problem)
 from infra.program import run
 from tests.pulumi_harness import Deployment, run_program
 
@@ -265,7 +266,9 @@ def window_rules(d: Deployment) -> list:
 
 
 def test_window_opens_exactly_the_operator_address_and_public_access() -> None:
-    opened = deploy(accessWindowCidr="198.51.99.7/32")
+    # the very key the driver sets through the Automation API before the first `up`
+    assert config_key(ACCESS_WINDOW_KEY) == "supabase-to-rds:accessWindowCidr"
+    opened = run_program(run, {**BASE, config_key(ACCESS_WINDOW_KEY): "198.51.99.7/32"})
     (rule,) = window_rules(opened)
     assert rule.inputs["cidrIpv4"] == "198.51.99.7/32" and "cidrIpv6" not in rule.inputs
     assert (rule.inputs["fromPort"], rule.inputs["toPort"], rule.inputs["ipProtocol"]) == (5432, 5432, "tcp")
