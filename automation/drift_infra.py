@@ -4,6 +4,12 @@ Not every difference is a problem. AWS upgrades minor engine versions by itself 
 auto minor upgrades are on, and storage autoscaling grows `allocatedStorage`: those are
 *benign* and reported without failing. A hand-opened ingress rule, public access, shorter
 backups, deletion protection off or changed encryption are *drift* and fail the check.
+
+A security group's inline `ingress`/`egress` reads back from AWS with *every* rule the group
+has, including the ones this stack declares as separate SecurityGroupIngressRule/EgressRule
+resources; those are subtracted before anything is called "added by hand". An access window
+that a killed run left open shows no difference at all (config, state and AWS agree), so it
+is looked for explicitly: the window config key, the window rule, public access not asked for.
 """
 
 from __future__ import annotations
@@ -12,9 +18,17 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from infra.config import ACCESS_WINDOW_KEY, config_key, covers_large_public_range
+
 BENIGN, DRIFT = "benign", "drift"
 INSTANCE = "aws:rds/instance:Instance"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+RULE_TYPES = {"aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": "ingress",
+              "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": "egress"}
+WINDOW_KEY = config_key(ACCESS_WINDOW_KEY)
+PUBLIC_KEY = config_key("publiclyAccessible")
+WINDOW_RULE_SUFFIX = "-db-window"
+PROTOCOLS = {"6": "tcp", "17": "udp", "all": "-1"}
 # Attributes AWS changes continuously; a difference in them says nothing about configuration.
 VOLATILE = {"latestRestorableTime", "status", "__meta", "__inputs", "hostedZoneId", "tagsAll", "resourceId"}
 OPEN_CIDRS = {"0.0.0.0/0", "::/0"}
@@ -82,20 +96,55 @@ def _encryption(expected: Any, actual: Any, _state: Mapping[str, Any]) -> Verdic
     return DRIFT, "critical", f"storage encryption changed {expected} → {actual}"
 
 
-def _cidrs(rules: Any) -> set[str]:
-    found: set[str] = set()
+# One permission: protocol, from port, to port, and one source or destination (CIDR, prefix
+# list or security group). AWS and the provider group them differently; atoms compare exactly.
+Atom = tuple[str, int, int, str]
+
+
+def _ports(protocol: str, low: Any, high: Any) -> tuple[int, int]:
+    return (0, 0) if protocol == "-1" else (int(low or 0), int(high or 0))
+
+
+def _protocol(value: Any) -> str:
+    text = str(value or "-1").lower()
+    return PROTOCOLS.get(text, text)
+
+
+def inline_atoms(rules: Any) -> set[Atom]:
+    """A security group's inline `ingress`/`egress` list, one atom per source."""
+    found: set[Atom] = set()
     for rule in rules or []:
-        found |= set(rule.get("cidrBlocks") or []) | set(rule.get("ipv6CidrBlocks") or [])
+        protocol = _protocol(rule.get("protocol"))
+        ports = _ports(protocol, rule.get("fromPort"), rule.get("toPort"))
+        sources = [*(rule.get("cidrBlocks") or []), *(rule.get("ipv6CidrBlocks") or []),
+                   *(rule.get("prefixListIds") or []), *(rule.get("securityGroups") or [])]
+        if rule.get("self"):
+            sources.append("self")
+        found |= {(protocol, *ports, source) for source in sources}
     return found
 
 
-def _ingress(expected: Any, actual: Any, _state: Mapping[str, Any]) -> Verdict:
-    opened = _cidrs(actual) - _cidrs(expected)
-    if opened & OPEN_CIDRS:
-        return DRIFT, "critical", "ingress opened to the whole internet by hand: " + ", ".join(sorted(opened))
-    if opened:
-        return DRIFT, "critical", "ingress rule added by hand for " + ", ".join(sorted(opened))
-    return DRIFT, "warning", "ingress rules changed outside Pulumi"
+def rule_atom(outputs: Mapping[str, Any]) -> Atom:
+    """A SecurityGroupIngressRule/EgressRule resource's state as the atom its group reads back."""
+    protocol = _protocol(outputs.get("ipProtocol"))
+    source = (outputs.get("cidrIpv4") or outputs.get("cidrIpv6") or outputs.get("referencedSecurityGroupId")
+              or outputs.get("prefixListId") or "")
+    return (protocol, *_ports(protocol, outputs.get("fromPort"), outputs.get("toPort")), source)
+
+
+def _sources(atoms: Iterable[Atom]) -> list[str]:
+    return sorted({atom[3] for atom in atoms})
+
+
+def _rules_changed(direction: str, added: set[Atom], removed: set[Atom]) -> Verdict:
+    opened = _sources(added)
+    cidrs = [s for s in opened if "/" in s]
+    if set(opened) & OPEN_CIDRS or covers_large_public_range(cidrs):
+        return DRIFT, "critical", f"{direction} opened to the whole internet by hand: " + ", ".join(opened)
+    if added:
+        return (DRIFT, "critical" if direction == "ingress" else "warning",
+                f"{direction} rule added by hand for " + ", ".join(opened))
+    return DRIFT, "warning", f"{direction} rule removed outside Pulumi: " + ", ".join(_sources(removed))
 
 
 RULES: dict[tuple[str, str], Callable[[Any, Any, Mapping[str, Any]], Verdict]] = {
@@ -107,8 +156,6 @@ RULES: dict[tuple[str, str], Callable[[Any, Any, Mapping[str, Any]], Verdict]] =
     (INSTANCE, "deletionProtection"): _flag_off("deletion protection"),
     (INSTANCE, "storageEncrypted"): _encryption,
     (INSTANCE, "kmsKeyId"): _encryption,
-    (SECURITY_GROUP, "ingress"): _ingress,
-    (SECURITY_GROUP, "egress"): lambda expected, actual, state: (DRIFT, "warning", "egress rules changed outside Pulumi"),
 }
 
 
@@ -133,14 +180,72 @@ def _state(side: Any, *, inputs: bool) -> dict[str, Any]:
     return dict((side.inputs if inputs else side.outputs) or side.outputs or {})
 
 
-def findings_from_events(events: Iterable[Any]) -> list[InfraFinding]:
-    """Findings from the ResourcePreEvents of a refresh preview and a regular preview."""
+def _steps(events: Iterable[Any]) -> list[Any]:
+    return [pre.metadata for event in events if (pre := getattr(event, "resource_pre_event", None)) is not None]
+
+
+def _sides(meta: Any) -> list[Mapping[str, Any]]:
+    """Every state a step shows for its resource, as {id, outputs}."""
+    return [{"id": getattr(side, "id", None), "outputs": dict(side.outputs or side.inputs or {})}
+            for side in (meta.old, meta.new) if side is not None]
+
+
+def own_rules(steps: Iterable[Any], resources: Iterable[Mapping[str, Any]] = ()) -> dict[tuple[str, str | None], set[Atom]]:
+    """Atoms of the stack's own rule resources, by (direction, security group id)."""
+    owned: dict[tuple[str, str | None], set[Atom]] = {}
+    states = [(meta.type, side) for meta in steps for side in _sides(meta)]
+    states += [(r.get("type"), {"outputs": r.get("outputs") or {}}) for r in resources]
+    for type_, side in states:
+        direction = RULE_TYPES.get(str(type_))
+        if direction is not None:
+            outputs = side["outputs"]
+            owned.setdefault((direction, outputs.get("securityGroupId")), set()).add(rule_atom(outputs))
+    return owned
+
+
+def _group_rules(direction: str, group_id: str | None, expected: Any, actual: Any,
+                 owned: Mapping[tuple[str, str | None], set[Atom]]) -> tuple[set[Atom], set[Atom]]:
+    """(added, removed) inline atoms that none of the stack's own rule resources account for."""
+    own = owned.get((direction, group_id), set()) | owned.get((direction, None), set())
+    before, after = inline_atoms(expected), inline_atoms(actual)
+    return after - before - own, before - after - own
+
+
+def window_findings(steps: Iterable[Any], config: Mapping[str, Any] | None,
+                    resources: Iterable[Mapping[str, Any]] = ()) -> list[InfraFinding]:
+    """An access window that a killed run left open: nothing differs, so look for it by name."""
+    found: list[InfraFinding] = []
+    fix = " — close it: python -m automation up --stack <stack> (removes the window and applies)"
+    if config and config.get(WINDOW_KEY):
+        found.append(InfraFinding("stack config", "config", "accessWindowCidr", None, config[WINDOW_KEY], DRIFT,
+                                  "critical", f"access window left open for {config[WINDOW_KEY]}{fix}"))
+    names = {meta.urn.rsplit("::", 1)[-1] for meta in steps
+             if meta.type in RULE_TYPES and meta.new is not None and getattr(meta.op, "value", meta.op) != "create"}
+    names |= {str(r.get("urn", "")).rsplit("::", 1)[-1] for r in resources if r.get("type") in RULE_TYPES}
+    for name in sorted(n for n in names if n.endswith(WINDOW_RULE_SUFFIX)):
+        found.append(InfraFinding(name, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "*", None, "exists",
+                                  DRIFT, "critical", f"access window rule still exists{fix}"))
+    if config is not None and str(config.get(PUBLIC_KEY, "false")).lower() != "true":
+        for meta in steps:
+            live = meta.new if getattr(meta.op, "value", meta.op) == "refresh" else meta.old
+            if meta.type == INSTANCE and live is not None and (live.outputs or {}).get("publiclyAccessible"):
+                found.append(InfraFinding(meta.urn.rsplit("::", 1)[-1], INSTANCE, "publiclyAccessible", False, True,
+                                          DRIFT, "critical", "publicly accessible although the stack does not ask "
+                                          f"for it (an access window left open, or switched on by hand){fix}"))
+    return found
+
+
+def findings_from_events(events: Iterable[Any], *, config: Mapping[str, Any] | None = None,
+                         resources: Iterable[Mapping[str, Any]] = ()) -> list[InfraFinding]:
+    """Findings from the ResourcePreEvents of a refresh preview and a regular preview.
+
+    `config` is the stack's flat config (`project:key` → value) and `resources` the exported
+    state's resources; with them, a window left open and the stack's own rules are recognised."""
+    steps = _steps(events)
+    resources = list(resources)
+    owned = own_rules(steps, resources)
     findings: dict[tuple[str, str], InfraFinding] = {}
-    for event in events:
-        pre = getattr(event, "resource_pre_event", None)
-        if pre is None:
-            continue
-        meta = pre.metadata
+    for meta in steps:
         op = getattr(meta.op, "value", meta.op)
         if op in UNCHANGED_OPS or meta.type == "pulumi:pulumi:Stack":
             continue
@@ -158,8 +263,18 @@ def findings_from_events(events: Iterable[Any]) -> list[InfraFinding]:
         else:
             expected, actual = _state(meta.new, inputs=True), _state(meta.old, inputs=False)
         context = {**actual, **expected}
+        group_id = next((side["id"] or side["outputs"].get("id") for side in _sides(meta)), None)
         for prop in _changed_keys(meta, expected, actual):
-            kind, severity, reason = classify(meta.type, prop, expected.get(prop), actual.get(prop), context)
-            findings.setdefault((name, prop), InfraFinding(name, meta.type, prop, expected.get(prop), actual.get(prop),
-                                                           kind, severity, reason))
+            before, after = expected.get(prop), actual.get(prop)
+            if meta.type == SECURITY_GROUP and prop in ("ingress", "egress"):
+                added, removed = _group_rules(prop, group_id, before, after, owned)
+                if not added and not removed:
+                    continue  # only the stack's own rule resources, read back inline
+                kind, severity, reason = _rules_changed(prop, added, removed)
+                before, after = _sources(removed), _sources(added)
+            else:
+                kind, severity, reason = classify(meta.type, prop, before, after, context)
+            findings.setdefault((name, prop), InfraFinding(name, meta.type, prop, before, after, kind, severity, reason))
+    for finding in window_findings(steps, config, resources):
+        findings.setdefault((finding.resource, finding.property), finding)
     return list(findings.values())

@@ -11,7 +11,8 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from infra.config import KNOWN_KEYS, PROJECT, StackSettings, decode, load_settings, raw_from_pulumi
+from infra.config import (KNOWN_KEYS, PROJECT, StackSettings, access_window, decode, load_settings, raw_from_pulumi,
+                          replication_route_problem)
 from infra.database import PostgresDatabase
 from infra.network import Network
 
@@ -37,9 +38,14 @@ def run() -> None:
     tags = default_tags(settings)
     name = f"{PROJECT}-{pulumi.get_stack()}"
     network = Network(name, settings.network, public=settings.database.publicly_accessible, tags=tags)
-    db = PostgresDatabase(name, settings.database, settings.access,
+    window = access_window(settings)
+    db = PostgresDatabase(name, settings.database, settings.access, window=window,
                           vpc_id=network.vpc_id, subnet_ids=network.subnet_ids, tags=tags)
+    route_problem = replication_route_problem(settings)
+    if route_problem:
+        pulumi.log.warn(route_problem)
     pulumi.export("vpcId", network.vpc_id)
+    pulumi.export("vpcCidr", network.vpc_cidr)
     pulumi.export("subnetIds", network.subnet_ids)
     pulumi.export("securityGroupId", db.security_group.id)
     pulumi.export("clientSecurityGroupId", db.client_security_group.id)
@@ -51,6 +57,8 @@ def run() -> None:
     pulumi.export("masterUsername", db.instance.username)
     pulumi.export("engineVersion", settings.database.engine_version)
     pulumi.export("passwordMode", settings.database.password_mode)
+    pulumi.export("accessWindow", window.cidr if window else None)
+    pulumi.export("publiclyAccessible", db.instance.publicly_accessible)
     if db.password is not None:
         pulumi.export("masterPassword", db.password)
     else:

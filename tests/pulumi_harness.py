@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -62,6 +63,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 }]
         if args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = "generated-master-password-0123456789"
+        if args.typ == "random:index/randomId:RandomId":
+            # Like the provider: random per resource creation, then kept in state.
+            state["hex"] = os.urandom(int(args.inputs.get("byteLength", 4))).hex()
         if args.typ in ("aws:rds/subnetGroup:SubnetGroup", "aws:rds/parameterGroup:ParameterGroup"):
             state["name"] = args.name
         return f"{args.name}-id", state

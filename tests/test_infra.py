@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.config import ConfigError, load_settings
+from infra.config import (ACCESS_WINDOW_KEY, ConfigError, config_key, load_settings, public_addresses,
+                          replication_route_problem)
 from infra.program import run
 from tests.pulumi_harness import Deployment, run_program
 
@@ -17,6 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = "aws:rds/instance:Instance"
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 SG = "aws:ec2/securityGroup:SecurityGroup"
+EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+RANDOM_ID = "random:index/randomId:RandomId"
 BASE = {"allowedCidrs": ["10.20.0.0/16"]}
 
 
@@ -67,7 +70,8 @@ def test_instance_defaults_are_secure() -> None:
     assert i["publiclyAccessible"] is False
     assert i["backupRetentionPeriod"] == 7
     assert i["deletionProtection"] is True
-    assert i["skipFinalSnapshot"] is False and i["finalSnapshotIdentifier"].endswith("-dev-final")
+    assert i["skipFinalSnapshot"] is False and i["finalSnapshotIdentifier"].startswith("supabase-to-rds-dev-final-")
+    assert i["allowMajorVersionUpgrade"] is True
     assert set(i["enabledCloudwatchLogsExports"]) == {"postgresql", "upgrade"}
     assert i["manageMasterUserPassword"] is True and "password" not in i
 
@@ -180,3 +184,169 @@ def test_dev_stack_file_evaluates_main_under_mocks() -> None:
     assert {"vpcId", "subnetIds", "securityGroupId", "subnetGroupName", "address", "port",
             "dbName", "masterUsername", "masterSecretArn", "databaseUrl"} <= set(d.outputs)
     assert "databaseUrl" in d.secret_outputs
+
+
+def rule_cidr(rule) -> str | None:
+    return rule.inputs.get("cidrIpv4") or rule.inputs.get("cidrIpv6")
+
+
+@pytest.mark.parametrize("cidrs", [
+    ["0.0.0.0/1", "128.0.0.0/1"],
+    ["0.0.0.0/2", "64.0.0.0/2", "128.0.0.0/2", "192.0.0.0/2"],
+    ["8.0.0.0/7"],                       # two public /8s
+    ["10.0.0.0/8", "11.0.0.0/8", "12.0.0.0/8"],  # private spelling does not hide two public /8s
+    ["::/1", "8000::/1"],
+    ["2000::/3"],
+    ["2a05::/16"],
+])
+def test_internet_in_any_spelling_is_refused(cidrs: list[str]) -> None:
+    with pytest.raises(ConfigError, match="allowedCidrs: .*large part of it.*allowPublicInternet"):
+        deploy(allowedCidrs=cidrs)
+
+
+@pytest.mark.parametrize("cidrs", [
+    ["3.0.0.0/8"],                                       # exactly the threshold
+    ["3.0.0.0/8", "3.0.0.0/9", "3.128.0.0/9"],           # the same /8 spelled three ways counts once
+    ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"],  # private and shared space
+    ["2a05:d018::/32"],                                  # one IPv6 /32
+    ["fd00::/8", "fe80::/10"],                           # unique-local and link-local IPv6
+])
+def test_own_and_private_networks_are_accepted(cidrs: list[str]) -> None:
+    d = deploy(allowedCidrs=cidrs)
+    assert sorted(rule_cidr(r) for r in d.of_type(INGRESS) if rule_cidr(r)) == sorted(cidrs)
+
+
+def test_public_addresses_are_counted_not_spelled() -> None:
+    whole = public_addresses(["0.0.0.0/0"])
+    assert public_addresses(["0.0.0.0/1", "128.0.0.0/1"]) == whole
+    # 0/8, 10/8, 127/8, 100.64/10, 172.16/12, two /16s, 198.18/15, four /24s, 224/4 and 240/4, each once
+    non_public = 3 * 2 ** 24 + 2 ** 22 + 2 ** 20 + 2 * 2 ** 16 + 2 ** 17 + 4 * 2 ** 8 + 2 * 2 ** 28
+    assert whole[0] == 2 ** 32 - non_public
+    assert public_addresses(["10.0.0.0/8", "192.168.1.0/24"]) == (0, 0)
+    assert public_addresses(["203.0.113.7/32", "198.51.100.0/24", "2001:db8::/32"]) == (0, 0)
+    assert public_addresses(["1.2.3.4/32", "2a05:d018::1/128"]) == (1, 1)
+
+
+def test_split_internet_is_allowed_with_the_explicit_flag() -> None:
+    d = deploy(allowedCidrs=["0.0.0.0/1", "128.0.0.0/1"], allowPublicInternet=True)
+    assert {rule_cidr(r) for r in d.of_type(INGRESS)} >= {"0.0.0.0/1", "128.0.0.0/1"}
+
+
+def test_client_group_may_reach_only_the_database_group() -> None:
+    d = deploy()
+    clients = next(r for r in d.of_type(SG) if r.name.endswith("-db-clients"))
+    assert clients.inputs["egress"] == [{
+        "protocol": "tcp", "fromPort": 5432, "toPort": 5432,
+        "securityGroups": [d.outputs["securityGroupId"]], "description": "PostgreSQL to the migrated database",
+    }]
+    assert not d.of_type(EGRESS)  # and the database group itself has no egress at all
+
+
+def test_final_snapshot_name_comes_from_state_and_differs_after_a_recreate() -> None:
+    first, second = deploy(), deploy()  # a destroy drops the RandomId; the next stack gets a new one
+    names = [d.one(INSTANCE).inputs["finalSnapshotIdentifier"] for d in (first, second)]
+    suffix = first.one(RANDOM_ID)
+    assert suffix.inputs["byteLength"] == 4
+    assert names[0] != names[1]
+    for name in names:
+        tail = name.removeprefix("supabase-to-rds-dev-final-")
+        assert len(tail) == 8 and all(c in "0123456789abcdef" for c in tail)
+        assert name[0].isalpha() and "--" not in name and len(name) <= 255  # RDS identifier rules
+
+
+def test_skipped_final_snapshot_has_no_name() -> None:
+    i = deploy(skipFinalSnapshot=True).one(INSTANCE).inputs
+    assert i["skipFinalSnapshot"] is True and "finalSnapshotIdentifier" not in i
+
+
+# -- access window: the first `up` (window config set) and the second (config removed) --------
+
+def window_rules(d: Deployment) -> list:
+    return [r for r in d.of_type(INGRESS) if r.name.endswith("-db-window")]
+
+
+def test_window_opens_exactly_the_operator_address_and_public_access() -> None:
+    # the very key the driver sets through the Automation API before the first `up`
+    assert config_key(ACCESS_WINDOW_KEY) == "supabase-to-rds:accessWindowCidr"
+    opened = run_program(run, {**BASE, config_key(ACCESS_WINDOW_KEY): "198.51.99.7/32"})
+    (rule,) = window_rules(opened)
+    assert rule.inputs["cidrIpv4"] == "198.51.99.7/32" and "cidrIpv6" not in rule.inputs
+    assert (rule.inputs["fromPort"], rule.inputs["toPort"], rule.inputs["ipProtocol"]) == (5432, 5432, "tcp")
+    assert rule.inputs["securityGroupId"] == opened.outputs["securityGroupId"]
+    assert opened.one(INSTANCE).inputs["publiclyAccessible"] is True
+    assert opened.outputs["accessWindow"] == "198.51.99.7/32" and opened.outputs["publiclyAccessible"] is True
+    # every other rule is the stack's own, unchanged by the window
+    assert sorted(rule_cidr(r) for r in opened.of_type(INGRESS) if rule_cidr(r)) == ["10.20.0.0/16", "198.51.99.7/32"]
+
+    closed = deploy()
+    assert window_rules(closed) == []
+    assert all(rule_cidr(r) != "198.51.99.7/32" for r in closed.of_type(INGRESS))
+    assert closed.one(INSTANCE).inputs["publiclyAccessible"] is False
+    assert closed.outputs["accessWindow"] is None and closed.outputs["publiclyAccessible"] is False
+    assert {r.name for r in opened.resources} - {r.name for r in closed.resources} == {rule.name}
+
+
+def test_ipv6_window_is_one_128_and_no_public_ipv4_address() -> None:
+    d = deploy(accessWindowCidr="2a05:d018:1:2::7/128")
+    (rule,) = window_rules(d)
+    assert rule.inputs["cidrIpv6"] == "2a05:d018:1:2::7/128" and "cidrIpv4" not in rule.inputs
+    assert d.one(INSTANCE).inputs["publiclyAccessible"] is False  # a public IPv4 address would not help it
+
+
+def test_window_stays_private_where_public_access_cannot_help() -> None:
+    # a private operator address (VPN, peering): the rule is enough
+    d = deploy(accessWindowCidr="10.8.0.5/32")
+    assert len(window_rules(d)) == 1 and d.one(INSTANCE).inputs["publiclyAccessible"] is False
+    # a new VPC with private subnets has no internet route: public access would not reach it
+    d = deploy(accessWindowCidr="198.51.99.7/32", network={"mode": "new"})
+    assert len(window_rules(d)) == 1 and d.one(INSTANCE).inputs["publiclyAccessible"] is False
+    assert not d.of_type("aws:ec2/internetGateway:InternetGateway")
+
+
+@pytest.mark.parametrize("value, message", [
+    ("198.51.99.0/24", "admits exactly one address"),
+    ("0.0.0.0/0", "admits exactly one address"),
+    ("2a05:d018::/64", "admits exactly one address"),
+    ("my-laptop", "is not an address"),
+])
+def test_window_must_be_one_address(value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=f"accessWindowCidr: .*{message}"):
+        deploy(accessWindowCidr=value)
+
+
+# -- replicationSourceCidrs: RDS as a subscriber connecting out to Supabase --------------------
+
+def test_replication_sources_open_egress_to_exactly_those_ranges() -> None:
+    d = deploy(replicationSourceCidrs=["2a05:d018:135e:1600::7/128", "52.1.2.3/32"])
+    rules = d.of_type(EGRESS)
+    assert sorted(rule_cidr(r) for r in rules) == ["2a05:d018:135e:1600::7/128", "52.1.2.3/32"]
+    assert all((r.inputs["fromPort"], r.inputs["toPort"], r.inputs["ipProtocol"]) == (5432, 5432, "tcp") for r in rules)
+    assert all(r.inputs["securityGroupId"] == d.outputs["securityGroupId"] for r in rules)
+    assert not db_security_group(d).inputs.get("egress")  # separate rules only, none inline
+
+
+def test_replication_sources_are_validated_like_allowed_cidrs() -> None:
+    with pytest.raises(ConfigError, match="replicationSourceCidrs: .*large part of it"):
+        deploy(replicationSourceCidrs=["0.0.0.0/1", "128.0.0.0/1"])
+    with pytest.raises(ConfigError, match="replicationSourceCidrs: 'db.abc.supabase.co' is not a network"):
+        deploy(replicationSourceCidrs=["db.abc.supabase.co"])
+
+
+def test_replication_route_problems_are_named() -> None:
+    def problem(**config: object) -> str | None:
+        return replication_route_problem(load_settings(config))
+
+    assert problem() is None
+    assert problem(replicationSourceCidrs=["10.9.0.0/16"]) is None  # a peered or VPN network: routing is yours
+    assert problem(replicationSourceCidrs=["52.1.2.3/32"], publiclyAccessible=True) is None
+    assert "NAT gateway" in problem(replicationSourceCidrs=["52.1.2.3/32"])
+    v6 = problem(replicationSourceCidrs=["2a05:d018:135e:1600::7/128"], publiclyAccessible=True)
+    assert "dual-stack" in v6 and "IPv4 add-on" in v6
+
+
+def test_dev_stack_allows_its_own_vpc_range() -> None:
+    stack_config = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    d = run_program(run, stack_config)
+    vpc = ipaddress.ip_network(d.outputs["vpcCidr"])
+    cidrs = [ipaddress.ip_network(rule_cidr(r)) for r in d.of_type(INGRESS) if rule_cidr(r)]
+    assert cidrs and all(c.subnet_of(vpc) for c in cidrs)

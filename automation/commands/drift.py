@@ -37,8 +37,10 @@ def infrastructure_findings(stack_name: str) -> list[DriftFinding]:
         stack.preview(expect_no_changes=True, on_event=events.append)
     except auto.CommandError:
         pass  # the preview fails when it finds changes; its events say which
+    config = {key: value.value for key, value in stack.get_all_config().items() if not value.secret}
+    resources = (stack.export_stack().deployment or {}).get("resources") or []
     return [DriftFinding("infrastructure", f"{f.resource}.{f.property}", f.kind, f.reason, f.severity)
-            for f in findings_from_events(events)]
+            for f in findings_from_events(events, config=config, resources=resources)]
 
 
 def _target(args: argparse.Namespace) -> DatabaseUrl | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from typing import Any
 
 import anyio
 import structlog
@@ -13,6 +15,8 @@ from automation.commands.migrate import migrate_and_report
 from automation.commands.options import add_pipeline_arguments, add_schema_arguments, schema_options
 from automation.plan import build_migration_plan, render_plan
 from automation.commands.urls import add_role_arguments, role_given, source_url
+from infra.config import ACCESS_WINDOW_KEY, AccessWindow, access_window, load_settings, raw_from_pulumi
+from loaders.dsn import DatabaseUrl
 from loaders.redaction import MASK
 
 log = structlog.get_logger(stage="stack")
@@ -58,6 +62,31 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _apply(stack: Any, ops: pulumi_stack.StackOps, args: argparse.Namespace) -> None:
+    """Preview, confirm, and the `up` (applied now when it carries a confirmed major upgrade)."""
+    if not args.yes:
+        stack.preview(on_event=pulumi_stack.log_engine_event)
+    pulumi_stack.confirm(f"Apply these changes to stack {args.stack!r}?", yes=args.yes)
+    upgrade = pulumi_stack.planned_major_upgrade(stack)
+    if upgrade is None:
+        ops.up()
+        return
+    pulumi_stack.confirm(pulumi_stack.describe_major_upgrade(upgrade), yes=args.allow_major_upgrade,
+                         flag="--allow-major-upgrade")
+    pulumi_stack.upgrade_major(ops)
+
+
+def _migrate(args: argparse.Namespace, stack: Any, source: DatabaseUrl, *, cidr: str | None) -> int:
+    """Preflight (one line naming the access choices when the target is unreachable), then migrate."""
+    outputs = pulumi_stack.plain_outputs(stack.outputs())
+    conn = pulumi_stack.connection_from_outputs(outputs, ca_bundle=args.ca_bundle)
+    pulumi_stack.preflight(conn.host, conn.port, args.access, cidr=cidr,
+                           wait_seconds=pulumi_stack.WINDOW_WAIT_SECONDS if cidr else 0.0)
+    target = pulumi_stack.master_url(conn)
+    return migrate_and_report(source, target, args,
+                              out_dir=pulumi_stack.PROJECT_DIR / "reports" / args.stack)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     if args.local:
         from automation.local import run_local
@@ -65,18 +94,34 @@ def cmd_up(args: argparse.Namespace) -> int:
         return run_local(args)
     pulumi_stack.check_prerequisites(aws=True)
     stack = pulumi_stack.open_stack(args.stack, create=True)
-    if not args.yes:
-        stack.preview(on_event=pulumi_stack.log_engine_event)
-    pulumi_stack.confirm(f"Apply these changes to stack {args.stack!r}?", yes=args.yes)
-    stack.up(on_event=pulumi_stack.log_engine_event)
-    outputs = pulumi_stack.plain_outputs(stack.outputs())
-    if not role_given(args, "source"):
+    ops = pulumi_stack.stack_ops(stack)
+    pulumi_stack.close_stale_window(ops, args.stack)
+    source = source_url(args) if role_given(args, "source") else None
+    if args.access == "window" and source:
+        cidr = pulumi_stack.window_cidr(args.access_cidr)
+        _apply(stack, ops, args)  # provisioning first: the window then changes only the rule and public access
+        window = access_window_for(stack, cidr)
+        print(f"access window: opens {window.describe()} on stack {args.stack!r} for this run only: from now "
+              "until the migration ends (success, failure or Ctrl-C), then a second `up` removes it", file=sys.stderr)
+        pulumi_stack.confirm("Open this access window?", yes=args.yes)
+        return pulumi_stack.through_window(ops, cidr, lambda: _migrate(args, stack, source, cidr=cidr),
+                                           stack_name=args.stack)
+    if args.access == "window":
+        log.warning("--access window opens nothing without a migration to run", stack=args.stack,
+                    fix="pass --source URL (or SOURCE_DATABASE_URL)")
+    _apply(stack, ops, args)
+    if not source:
+        outputs = pulumi_stack.plain_outputs(stack.outputs())
         log.info("provisioned", stack=args.stack, note="no --source given: infrastructure only")
         print(json.dumps(_show_outputs(outputs, show_secrets=args.show_secrets), indent=2, default=str))
         return 0
-    target = pulumi_stack.master_url(pulumi_stack.connection_from_outputs(outputs, ca_bundle=args.ca_bundle))
-    return migrate_and_report(source_url(args), target, args,
-                              out_dir=pulumi_stack.PROJECT_DIR / "reports" / args.stack)
+    return _migrate(args, stack, source, cidr=None)
+
+
+def access_window_for(stack: Any, cidr: str) -> AccessWindow:
+    """What the program will open, computed by the program's own rule from the stack's config."""
+    raw = raw_from_pulumi({k: v.value for k, v in stack.get_all_config().items() if not v.secret})
+    return access_window(load_settings({**raw, ACCESS_WINDOW_KEY: cidr}))  # type: ignore[return-value]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -90,6 +135,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_role_arguments(up, "source", help="Supabase URL (direct or session pooler, not port 6543)")
     up.add_argument("--show-secrets", action="store_true", help="print the backend's password instead of ***")
     up.add_argument("--keep-running", action="store_true", help="with --local: leave the local servers running")
+    up.add_argument("--access", choices=pulumi_stack.ACCESS_CHOICES, default=pulumi_stack.DEFAULT_ACCESS,
+                    help="how this machine reaches the new database for the migration: window = open it to this "
+                         "machine's address (a /32 or /128 rule, plus public access where the subnets allow it) "
+                         "for this run only, closed afterwards even on failure or Ctrl-C; vpc = this machine runs "
+                         "inside the VPC, nothing is opened; none = as the stack says (default: %(default)s)")
+    up.add_argument("--access-cidr", metavar="ADDRESS",
+                    help=f"with --access window: this machine's address (default: detected from {pulumi_stack.CHECKIP_URL})")
+    up.add_argument("--allow-major-upgrade", action="store_true",
+                    help="confirm a major engine upgrade (engineVersion raised) without being asked; --yes alone does not")
     add_pipeline_arguments(up, app_role_default="app_backend")
     up.set_defaults(handler=cmd_up)
 
