@@ -15,6 +15,7 @@ from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError
 from loaders.migrate import RecordedRun, last_verified_run
 from loaders.schema.diff import SchemaDiff, compare, diff_schemas, schema_catalog
+from loaders.data.checksum import Proof
 from loaders.data.verify import VerifyReport, verify
 
 DRIFT, BENIGN = "drift", "benign"
@@ -98,6 +99,14 @@ def data_findings(report: VerifyReport, recorded: dict[str, tuple[int, str | Non
     return findings
 
 
+def checksum_proof(run: RecordedRun | None) -> Proof:
+    """Checksums compare with the baseline only at the level it was taken with (runs recorded
+    before proof levels existed hashed full rows); a baseline without checksums gets `fast`."""
+    recorded = Proof((run.report.get("verify") or {}).get("proof", Proof.FULL.value)) if run else Proof.FAST
+    return Proof.FAST if recorded is Proof.COUNTS else recorded
+
+
 async def data_drift(source: DatabaseUrl, target: DatabaseUrl, *, checksums: bool) -> list[DriftFinding]:
-    recorded = _recorded_source(await last_verified_run(target))
-    return data_findings(await verify(source, target, checksums=checksums), recorded)
+    run = await last_verified_run(target)
+    proof = checksum_proof(run) if checksums else Proof.COUNTS
+    return data_findings(await verify(source, target, proof=proof), _recorded_source(run))

@@ -19,6 +19,8 @@ import anyio
 import structlog
 
 from loaders.connect import connection
+from loaders.data.analyze import AnalyzeReport, analyze_tables
+from loaders.data.checksum import DEFAULT_PROOF, Proof
 from loaders.data.copy import CopyOptions, CopyReport, build_copy_plan, copy_tables
 from loaders.dsn import DatabaseUrl
 from loaders.errors import VerificationMismatch
@@ -38,7 +40,7 @@ RUNS_TABLE = f"{BOOKKEEPING_SCHEMA}.migration_runs"
 class MigrateOptions:
     schema: SchemaOptions = field(default_factory=SchemaOptions)
     copy: CopyOptions = field(default_factory=CopyOptions)
-    checksums: bool = True
+    proof: Proof = DEFAULT_PROOF
 
 
 @dataclass
@@ -51,6 +53,7 @@ class MigrationReport:
     schema: SchemaReport | None = None
     copy: CopyReport | None = None
     sequences: list[SequenceValue] = field(default_factory=list)
+    analyze: AnalyzeReport | None = None
     verify: VerifyReport | None = None
 
     @property
@@ -68,6 +71,7 @@ class MigrationReport:
             "schema": self.schema.to_dict() if self.schema else None,
             "copy": self.copy.to_dict() if self.copy else None,
             "sequences": [vars(s) for s in self.sequences],
+            "analyzed": self.analyze.relations if self.analyze else [],
             "verify": self.verify.to_dict() if self.verify else None,
         })  # type: ignore[return-value]
 
@@ -152,7 +156,7 @@ async def migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOpti
             report.schema = await finish_schema(target, report.schema, source if options.schema.diff else None)
 
         async def source_side() -> None:
-            measured.update(await measure_source(snap, checksums=options.checksums, schemas=options.copy.schemas,
+            measured.update(await measure_source(snap, proof=options.proof, schemas=options.copy.schemas,
                                                  tables=options.copy.tables, jobs=options.copy.jobs))
 
         # The target builds indexes and constraints while the idle source computes its checksums.
@@ -160,10 +164,12 @@ async def migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOpti
             tg.start_soon(post_data)
             tg.start_soon(source_side)
         phases.done("post_data")
+        report.analyze = await analyze_tables(target, plan.catalog.tables, options.copy.jobs)
+        phases.done("analyze")
         report.sequences = await sync_sequences(snap, target, schemas=options.copy.schemas,
                                                 sequences=plan.catalog.sequences)
         phases.done("sequences")
-        report.verify = await verify(snap, target, checksums=options.checksums, schemas=options.copy.schemas,
+        report.verify = await verify(snap, target, proof=options.proof, schemas=options.copy.schemas,
                                      tables=options.copy.tables, jobs=options.copy.jobs, source_measures=measured)
         phases.done("verify")
     await record_run(target, report)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from automation.commands.copy import add_copy_arguments, copy_options
+from loaders.data.checksum import DEFAULT_PROOF, Proof
 from loaders.migrate import MigrateOptions
 from loaders.schema.stage import SchemaOptions
 from loaders.schema.clean import RLS_MODES
@@ -37,10 +38,20 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, *, app_role_default:
     """Everything `migrate` takes besides the URLs: schema, copy and verification options."""
     add_schema_arguments(parser, app_role_default=app_role_default)
     add_copy_arguments(parser)
-    parser.add_argument("--no-checksums", action="store_true", help="verify row counts only (faster)")
+    add_proof_argument(parser)
     parser.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
 
 
 def migrate_options(args: argparse.Namespace, *, app_role_password: str | None = None) -> MigrateOptions:
     return MigrateOptions(schema=schema_options(args, app_role_password=app_role_password),
-                          copy=copy_options(args), checksums=not args.no_checksums)
+                          copy=copy_options(args), proof=args.proof)
+
+
+def add_proof_argument(parser: argparse.ArgumentParser) -> None:
+    """`--verify` everywhere a run ends in proof; `--no-checksums` stays as the old spelling of counts."""
+    parser.add_argument("--verify", dest="proof", type=Proof, choices=list(Proof), default=DEFAULT_PROOF,
+                        metavar="{full,fast,counts}",
+                        help="proof level: full (hash of every row's text), fast (default: per-column type "
+                             "hashes where they mean equal text, text elsewhere), counts (row counts only)")
+    parser.add_argument("--no-checksums", dest="proof", action="store_const", const=Proof.COUNTS,
+                        help="same as --verify counts")

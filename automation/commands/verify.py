@@ -8,6 +8,7 @@ import anyio
 from rich.console import Console
 
 from automation.commands.copy import csv
+from automation.commands.options import add_proof_argument
 from automation.commands.urls import add_url_arguments, source_url, target_url
 from automation.commands.report import write_report
 from loaders.data.verify import VerifyReport, verify
@@ -15,7 +16,7 @@ from loaders.data.verify import VerifyReport, verify
 
 async def run_verify(args: argparse.Namespace) -> VerifyReport:
     source, target = source_url(args), target_url(args)
-    return await verify(source, target, checksums=not args.no_checksums, schemas=args.schemas, tables=args.tables)
+    return await verify(source, target, proof=args.proof, repair=args.repair, schemas=args.schemas, tables=args.tables)
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -34,7 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_url_arguments(parser)
     parser.add_argument("--schemas", type=csv, help="comma-separated schemas (default: all user schemas)")
     parser.add_argument("--tables", type=csv, help="comma-separated tables")
-    parser.add_argument("--no-checksums", action="store_true", help="counts only (faster)")
+    add_proof_argument(parser)
+    parser.add_argument("--repair", action="store_true",
+                        help="copy again only the key ranges that differ (tables with a primary key), then verify again")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--report", help="also write the report as JSON to this file")
     parser.set_defaults(handler=handle)

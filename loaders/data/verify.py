@@ -1,8 +1,8 @@
 """Proof: exact row counts and content checksums computed on both servers, sequences compared.
 
 The checksum is order-independent (a sum, so physical order and parallel loading don't
-matter; duplicates add up instead of cancelling like xor would) over a 64-bit slice of
-md5(row::text). Both sides run with the same canonical session settings (UTC, ISO dates,
+matter; duplicates add up instead of cancelling like xor would) of a 64-bit hash per row;
+`checksum.py` decides, per proof level, what each row's hash covers. Both sides run with the same canonical session settings (UTC, ISO dates,
 shortest-exact floats, hex bytea), so PG 15 and PG 18 print every value identically. The
 source side reads inside the snapshot, so it describes exactly what was copied.
 """
@@ -20,6 +20,9 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from loaders.data.catalog import Table, read_catalog, refuse_unreadable
+from loaders.data.chunks import differing_chunks
+from loaders.data.redo import redo_differences
+from loaders.data.checksum import DEFAULT_PROOF, Proof, TableKinds, column_kinds, measure_sql
 from loaders.concurrency import task_group
 from loaders.connect import create_pool
 from loaders.data.copy import default_jobs
@@ -30,12 +33,6 @@ from loaders.data.snapshot import Snapshot, apply_canonical, open_snapshot
 
 log = structlog.get_logger(stage="verify")
 
-# Order-independent: the sum of a 64-bit hash of each row's canonical text. hashtextextended
-# (the hash behind hash partitioning, kept stable across major versions for pg_upgrade) costs
-# a third less than md5 here; the row-to-text conversion it hashes is most of the work.
-_CHECKSUM = "coalesce(sum(hashtextextended(r::text, 0)), 0)::text"
-
-
 @dataclass
 class TableCheck:
     table: str
@@ -44,6 +41,7 @@ class TableCheck:
     source_checksum: str | None = None
     target_checksum: str | None = None
     note: str = ""
+    chunks: list[str] = field(default_factory=list)  # where it differs, when the table has a key
 
     @property
     def ok(self) -> bool:
@@ -66,8 +64,14 @@ class SequenceCheck:
 class VerifyReport:
     tables: list[TableCheck] = field(default_factory=list)
     sequences: list[SequenceCheck] = field(default_factory=list)
-    checksums: bool = True
+    proof: Proof = DEFAULT_PROOF
     snapshot_id: str | None = None
+    repaired: dict[str, list[str]] = field(default_factory=dict)  # verify --repair: table → ranges redone
+    unrepairable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def checksums(self) -> bool:
+        return self.proof.checksums
 
     @property
     def ok(self) -> bool:
@@ -78,8 +82,8 @@ class VerifyReport:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "ok": self.ok, "checksums": self.checksums, "snapshot": self.snapshot_id,
-            "mismatches": self.mismatches(),
+            "ok": self.ok, "proof": self.proof.value, "checksums": self.checksums, "snapshot": self.snapshot_id,
+            "mismatches": self.mismatches(), "repaired": self.repaired, "unrepairable": self.unrepairable,
             "tables": [{**asdict(t), "ok": t.ok} for t in self.tables],
             "sequences": [{**asdict(s), "ok": s.ok} for s in self.sequences],
         }
@@ -94,36 +98,35 @@ class VerifyReport:
             grid.add_column(col)
         for t in self.tables:
             checksum = "—" if not self.checksums else ("equal" if t.source_checksum == t.target_checksum else "DIFFERENT")
+            where = f" — {'; '.join(t.chunks)}" if t.chunks else ""
             grid.add_row(t.table, str(t.source_rows), str(t.target_rows), checksum,
-                         "ok" if t.ok else f"MISMATCH {t.note}".strip())
+                         "ok" if t.ok else f"MISMATCH {t.note}{where}".strip())
         for s in self.sequences:
             grid.add_row(f"{s.sequence} (sequence)", str(s.source), str(s.target), "", "ok" if s.ok else "MISMATCH")
         console.print(grid)
 
     def raise_for_mismatch(self) -> None:
         if not self.ok:
+            located = [f"{t.table} {t.chunks[0]}" + (f" and {len(t.chunks) - 1} more range(s)" if len(t.chunks) > 1 else "")
+                       for t in self.tables if t.chunks]
             raise VerificationMismatch(
-                f"source and target differ in {len(self.mismatches())} object(s): {', '.join(self.mismatches())}",
+                f"source and target differ in {len(self.mismatches())} object(s): {', '.join(self.mismatches())}"
+                + (f" — first differing rows: {'; '.join(located[:3])}" if located else ""),
                 "copy those tables again (copy --tables … --truncate), then sequences, then verify",
             )
 
 
-def _query(table: Table, checksums: bool) -> str:
-    checksum = _CHECKSUM if checksums else "NULL::text"
-    return f"SELECT count(*) AS n, {checksum} AS checksum FROM (SELECT {table.select_list} FROM ONLY {table.ident}) r"
-
-
-async def _measure(conn: asyncpg.Connection, table: Table, checksums: bool) -> tuple[int, str | None]:
-    row = await conn.fetchrow(_query(table, checksums))
+async def _measure(conn: asyncpg.Connection, table: Table, proof: Proof, kinds: TableKinds) -> tuple[int, str | None]:
+    row = await conn.fetchrow(measure_sql(table, proof, kinds.get(table.ident)))
     return row["n"], row["checksum"]
 
 
-async def _target_side(pool: asyncpg.Pool, table: Table, checksums: bool) -> tuple[int | None, str | None, str]:
+async def _target_side(pool: asyncpg.Pool, table: Table, proof: Proof, kinds: TableKinds) -> tuple[int | None, str | None, str]:
     async with pool.acquire() as conn:
         if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table.ident):
             return None, None, "missing on target"
         try:
-            n, checksum = await _measure(conn, table, checksums)
+            n, checksum = await _measure(conn, table, proof, kinds)
         except asyncpg.UndefinedColumnError as exc:
             return None, None, f"target: {exc}"
         return n, checksum, ""
@@ -132,7 +135,7 @@ async def _target_side(pool: asyncpg.Pool, table: Table, checksums: bool) -> tup
 SourceMeasures = dict[str, tuple[int, str | None]]
 
 
-async def _check_table(snap: Snapshot, pool: asyncpg.Pool, table: Table, checksums: bool,
+async def _check_table(snap: Snapshot, pool: asyncpg.Pool, table: Table, proof: Proof, kinds: TableKinds,
                        measured: SourceMeasures | None = None) -> TableCheck:
     result: dict[str, tuple] = {}
 
@@ -141,10 +144,10 @@ async def _check_table(snap: Snapshot, pool: asyncpg.Pool, table: Table, checksu
             result["source"] = measured[table.key]
             return
         async with snap.reader() as src:
-            result["source"] = await _measure(src, table, checksums)
+            result["source"] = await _measure(src, table, proof, kinds)
 
     async def target_side() -> None:
-        result["target"] = await _target_side(pool, table, checksums)
+        result["target"] = await _target_side(pool, table, proof, kinds)
 
     async with task_group() as tg:
         tg.start_soon(source_side)
@@ -169,57 +172,83 @@ async def _check_sequences(snap: Snapshot, pool: asyncpg.Pool, sequences: Seq) -
     return checks
 
 
+async def _locate_differences(snap: Snapshot, pool: asyncpg.Pool, report: VerifyReport, tables: dict[str, Table],
+                              kinds: TableKinds) -> None:
+    """Name the key ranges that differ, so one range (not the whole table) can be looked at or redone."""
+    for check in report.tables:
+        if check.ok or check.target_rows is None:
+            continue
+        table = tables[check.table]
+        async with snap.reader() as src, pool.acquire() as tgt:
+            diffs = await differing_chunks(src, tgt, table, report.proof, kinds.get(table.ident))
+        check.chunks = ["no primary key: redo the whole table"] if diffs is None else [d.label() for d in diffs]
+        log.warning("table_differs", table=check.table, ranges=check.chunks)
+
+
 async def verify(
     source: Snapshot | DatabaseUrl,
     target: DatabaseUrl,
     *,
-    checksums: bool = True,
+    proof: Proof = DEFAULT_PROOF,
     schemas: Seq[str] | None = None,
     tables: Seq[str] | None = None,
     jobs: int | None = None,
     source_measures: SourceMeasures | None = None,
+    repair: bool = False,
 ) -> VerifyReport:
     """Compare source (inside the given snapshot, or a fresh one) with the target.
     `source_measures` (from `measure_source` in the same snapshot) spares the source a second
-    pass. Returns the report; call `report.raise_for_mismatch()` to turn a difference into exit 2."""
+    pass. With `repair`, differing key ranges are copied again and everything verified once more
+    in the same snapshot. Returns the report; `report.raise_for_mismatch()` turns a difference
+    into exit 2."""
     jobs = jobs or default_jobs()
     if isinstance(source, DatabaseUrl):
         async with open_snapshot(source, readers=jobs) as snap:
-            return await verify(snap, target, checksums=checksums, schemas=schemas, tables=tables, jobs=jobs)
+            return await verify(snap, target, proof=proof, schemas=schemas, tables=tables, jobs=jobs, repair=repair)
     async with source.reader() as src:
         catalog = await read_catalog(src, schemas, tables)
         await refuse_unreadable(src, catalog.tables, source.url.user)
-    report = VerifyReport(checksums=checksums, snapshot_id=source.snapshot_id)
+        kinds = await column_kinds(src, catalog.tables)
+    report = VerifyReport(proof=proof, snapshot_id=source.snapshot_id)
     pool = await create_pool(target, jobs, setup=apply_canonical)
     try:
         limiter = anyio.CapacityLimiter(jobs)
 
         async def one(table: Table) -> None:
             async with limiter:
-                report.tables.append(await _check_table(source, pool, table, checksums, source_measures))
+                report.tables.append(await _check_table(source, pool, table, proof, kinds, source_measures))
 
         async with task_group() as tg:
             for table in catalog.tables:
                 tg.start_soon(one, table)
+        by_key = {t.key: t for t in catalog.tables}
+        await _locate_differences(source, pool, report, by_key, kinds)
         report.sequences = await _check_sequences(source, pool, catalog.sequences)
+        if repair and not report.ok:
+            differing = [by_key[c.table] for c in report.tables if not c.ok and c.target_rows is not None]
+            redone = await redo_differences(source, pool, differing, kinds, proof)
+            report = await verify(source, target, proof=proof, schemas=schemas, tables=tables, jobs=jobs)
+            report.repaired, report.unrepairable = redone.ranges, redone.unrepairable
+            return report
     finally:
         await pool.close()
     report.tables.sort(key=lambda t: t.table)
     return report
 
 
-async def measure_source(snap: Snapshot, *, checksums: bool = True, schemas: Seq[str] | None = None,
+async def measure_source(snap: Snapshot, *, proof: Proof = DEFAULT_PROOF, schemas: Seq[str] | None = None,
                          tables: Seq[str] | None = None, jobs: int | None = None) -> SourceMeasures:
     """The source side of `verify` on its own, so `migrate` can run it while the target is
     busy building indexes (the source is idle then) instead of after."""
     async with snap.reader() as src:
         catalog = await read_catalog(src, schemas, tables)
+        kinds = await column_kinds(src, catalog.tables)
     measured: SourceMeasures = {}
     limiter = anyio.CapacityLimiter(jobs or default_jobs())
 
     async def one(table: Table) -> None:
         async with limiter, snap.reader() as src:
-            measured[table.key] = await _measure(src, table, checksums)
+            measured[table.key] = await _measure(src, table, proof, kinds)
 
     async with task_group() as tg:
         for table in catalog.tables:
