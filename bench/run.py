@@ -184,8 +184,10 @@ TOOLS: tuple[Tool, ...] = (
     Tool("pgcopydb", "pgcopydb clone", True, _pgcopydb, prepare=lambda ctx: _fresh_dir(_pgcopydb_dir(ctx)),
          unavailable=_pgcopydb_missing),
     Tool("raw_pipe", "raw COPY|COPY pipe (data only, no indexes)", False, _raw_pipe, prepare=_raw_prepare),
-    Tool("ours", "ours: migrate", True, _ours("migrate"), unavailable=_ours_missing("migrate")),
-    Tool("ours_no_checksums", "ours: migrate --no-checksums", True, _ours("migrate", "--no-checksums"),
+    Tool("ours", "ours: migrate (--verify fast)", True, _ours("migrate"), unavailable=_ours_missing("migrate")),
+    Tool("ours_full", "ours: migrate --verify full", True, _ours("migrate", "--verify", "full"),
+         unavailable=_ours_missing("migrate")),
+    Tool("ours_no_checksums", "ours: migrate --verify counts", True, _ours("migrate", "--verify", "counts"),
          unavailable=_ours_missing("migrate")),
     # Ours' data phase alone, on the raw pipe's terms (tables pre-created, no indexes): the
     # issue's "data phase ≤ 1.15× raw pipe" read straight off the clock, whatever the report says.
