@@ -166,3 +166,22 @@ async def test_verify_repair_redoes_only_the_differing_ranges(source_db: str, ta
     assert await fetchrows(target_db, "SELECT count(*) FROM touched") == [(0,)]  # the trigger stayed silent …
     assert await fetchrows(target_db, "SELECT tgenabled::text FROM pg_trigger WHERE tgname = 'families_touch'") == [("O",)]
     assert await fetchrows(target_db, "SELECT family_id FROM child ORDER BY 1") == [(57,), (120,)]  # … and nothing cascaded
+
+
+async def test_repair_across_tables_with_odd_names_and_composite_keys(source_db: str, target_db: str) -> None:
+    await prepare(source_db, target_db)  # quoted schema/table/column names, partitions without a key
+    composite = "CREATE TABLE comp (a text, b timestamptz, v numeric, PRIMARY KEY (a, b));"
+    await run_sql(source_db, composite + "INSERT INTO comp SELECT 'k '' \" ,' || (g % 7), "
+                  "timestamptz '2024-01-01' + g * interval '1 hour', g FROM generate_series(1, 300) g")
+    await run_sql(target_db, composite)
+    await copy_all(source_db, target_db)
+    await run_sql(target_db, """UPDATE "App Data"."Weird ""Name"" T" SET "order" = 2 WHERE "Mixed Case" = 3;
+        UPDATE comp SET v = v + 1 WHERE v = 100; DELETE FROM profiles WHERE id = 2;
+        UPDATE orders SET note = 'x' WHERE id = 9; UPDATE events_2024 SET payload = 'p' WHERE id = 3""")
+    audit_before = await fetchrows(target_db, "SELECT count(*) FROM audit")
+    report = await verify(parse_url(source_db, "source"), parse_url(target_db, "target"), repair=True)
+    assert report.mismatches() == ["public.events_2024"]  # no key: reported, not guessed at
+    assert set(report.repaired) == {"public.orders", 'App Data.Weird "Name" T', "public.comp", "public.profiles"}
+    assert report.repaired["public.comp"] == [
+        "(a, b) from k ' \" ,2, 2024-01-04 00:00:00+00 to before k ' \" ,2, 2024-01-09 13:00:00+00"]
+    assert await fetchrows(target_db, "SELECT count(*) FROM audit") == audit_before  # orders' trigger stayed quiet

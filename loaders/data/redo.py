@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import secrets
+
 import asyncpg
 import structlog
 
@@ -25,7 +27,7 @@ from loaders.errors import MigrationError
 
 log = structlog.get_logger(stage="repair")
 
-STAGE = "supabase_to_rds_redo"  # a temporary table: lives in this session's pg_temp only
+STAGE_PREFIX = "supabase_to_rds_redo_"  # temporary tables: live in one session's pg_temp only
 
 
 @dataclass
@@ -60,17 +62,19 @@ async def redo_range(src: asyncpg.Connection, tgt: asyncpg.Connection, table: Ta
     on_conflict = ("DO UPDATE SET " + ", ".join(f"{quote_ident(c.name)} = EXCLUDED.{quote_ident(c.name)}" for c in non_key)
                    if non_key else "DO NOTHING")
     conditions, params = key_range.conditions()
+    # A name of its own per range: asyncpg caches what a COPY's table looks like by name.
+    stage = STAGE_PREFIX + secrets.token_hex(6)
     matches = " AND ".join(f"s.{quote_ident(k.name)}::{k.type} = t.{quote_ident(k.name)}" for k in key_range.key)
     async with tgt.transaction():
         triggers = await _enabled_user_triggers(tgt, table)
         for name in triggers:
             await tgt.execute(f"ALTER TABLE {table.ident} DISABLE TRIGGER {name}")
-        await tgt.execute(f"CREATE TEMP TABLE {STAGE} ({', '.join(f'{quote_ident(c.name)} text' for c in table.columns)}) "
+        await tgt.execute(f"CREATE TEMP TABLE {stage} ({', '.join(f'{quote_ident(c.name)} text' for c in table.columns)}) "
                           "ON COMMIT DROP")
-        await tgt.copy_records_to_table(STAGE, records=_source_rows(src, table, key_range))
-        extra = " AND ".join([*conditions, f"NOT EXISTS (SELECT 1 FROM {STAGE} s WHERE {matches})"])
+        await tgt.copy_records_to_table(stage, records=_source_rows(src, table, key_range))
+        extra = " AND ".join([*conditions, f"NOT EXISTS (SELECT 1 FROM {stage} s WHERE {matches})"])
         await tgt.execute(f"DELETE FROM ONLY {table.ident} t WHERE {extra}", *params)
-        await tgt.execute(f"INSERT INTO {table.ident} ({cols}) OVERRIDING SYSTEM VALUE SELECT {typed} FROM {STAGE} s "
+        await tgt.execute(f"INSERT INTO {table.ident} ({cols}) OVERRIDING SYSTEM VALUE SELECT {typed} FROM {stage} s "
                           f"ON CONFLICT ({key}) {on_conflict}")
         for name in triggers:
             await tgt.execute(f"ALTER TABLE {table.ident} ENABLE TRIGGER {name}")
