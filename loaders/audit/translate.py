@@ -57,6 +57,13 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def shown(value: object) -> str:
+    """A value as the code wrote it, for messages."""
+    if isinstance(value, ObjectValue):
+        return "{ " + ", ".join([f"{k}: {shown(v)}" for k, v in value.items] + list(value.spread)) + " }"
+    return js(value)
+
+
 def js(value: object) -> str:
     """A value as the JavaScript expression to pass in `pool.query`'s parameter array."""
     if isinstance(value, (Expr, Template)):
@@ -309,7 +316,7 @@ def rule_or(q: Query, m: Method) -> None:
 def rule_match(q: Query, m: Method) -> None:
     pairs = m.args[0] if m.args else None
     if not isinstance(pairs, ObjectValue) or pairs.spread:
-        raise Untranslatable(f"match() object is built at run time ({js(pairs)}): not translated")
+        raise Untranslatable(f"match() object is built at run time ({shown(pairs)}): not translated")
     for key, value in pairs.items:
         q.level().where.append(Condition(key, "eq", value))
 
@@ -402,6 +409,19 @@ def like_pattern(value: object) -> object:
     return value.replace("*", "%") if isinstance(value, str) else value
 
 
+def in_list(value: object) -> object:
+    """`in.(${ids.join(',')})` is one run-time string PostgREST splits at commas: pass the array itself."""
+    if isinstance(value, ArrayValue):
+        return value.items
+    if isinstance(value, tuple) and len(value) == 1 and isinstance(value[0], Expr):
+        source = value[0].source
+        for joiner in (".join(',')", '.join(",")', ".join()"):
+            if source.endswith(joiner):
+                return Expr(source[: -len(joiner)])
+        return Expr(f"String({source}).split(',')")
+    return value
+
+
 def condition_sql(cond: Condition, qualifier: str | None, table: tuple[str, str], ctx: Context) -> str:
     path = parse_column(cond.column)
     ctx.ref(table[0], table[1], path.name)
@@ -415,7 +435,7 @@ def condition_sql(cond: Condition, qualifier: str | None, table: tuple[str, str]
         else:
             sql = f"{col} {BINARY_OPS[cond.op]} {ctx.params.add(value)}"
     elif cond.op == "in":
-        value = cond.value.items if isinstance(cond.value, ArrayValue) else cond.value
+        value = in_list(cond.value)
         sql = f"{col} = ANY ({ctx.params.add(value)})"
     elif cond.op == "is":
         value = cond.value
@@ -524,7 +544,7 @@ def embed_sql(embed: Embed, parent: Relation, query: Query, extra: list[Conditio
     level.where = extra + level.where
     join = " AND ".join(f"{ident(alias)}.{ident(c)} = {ident(parent.qualifier or parent.table)}.{ident(p)}"
                         for c, p in rel.pairs)
-    source = f"{qualified(rel.schema, rel.table)} AS {ident(alias)}"
+    source = qualified(rel.schema, rel.table) + ("" if alias == rel.table else f" AS {ident(alias)}")
     if len(embed.items) == 1 and isinstance(embed.items[0], Count):
         where = where_sql(level, child, join, [], ctx)
         value = "jsonb_build_object('count', count(*))"
@@ -607,7 +627,7 @@ def translate_table(found: FoundCall, ctx: Context) -> tuple[str, str, list[str]
     if query.operation == "select" and query.items is None and found.stored_in is None:
         raise Untranslatable("no select/insert/update/upsert/delete on this builder")
     ctx.ref(query.schema, query.table)
-    if ctx.catalog is not None and not ctx.catalog.has_table(query.schema, query.table):
+    if ctx.catalog is not None and not ctx.catalog.has_table(query.schema, query.table) and has_embeds(query.items):
         raise CatalogProblem("missing-table", f"table {qualified(query.schema, query.table)} does not exist on the target")
     notes = list(query.notes)
     if query.operation == "select":
@@ -671,7 +691,7 @@ def insert_columns(query: Query, ctx: Context) -> tuple[list[str], str, list[str
     target = qualified(query.schema, query.table)
     if rows is None:
         if ctx.catalog is None:
-            raise Untranslatable(f"{query.operation}() payload is built at run time ({js(query.payload)}): "
+            raise Untranslatable(f"{query.operation}() payload is built at run time ({shown(query.payload)}): "
                                  "needs --target to list the table's columns")
         columns = [c for c in ctx.catalog.tables[(query.schema, query.table)]
                    if (query.schema, query.table, c) not in ctx.catalog.generated]
@@ -720,7 +740,7 @@ def conflict_sql(query: Query, columns: list[str], ctx: Context) -> str:
 def update_statement(query: Query, ctx: Context, notes: list[str]) -> str:
     rows = object_rows(query.payload, "update")
     if rows is None or len(rows) != 1:
-        raise Untranslatable(f"update() payload is built at run time ({js(query.payload)}): list the columns by hand")
+        raise Untranslatable(f"update() payload is built at run time ({shown(query.payload)}): list the columns by hand")
     sets = []
     for key, value in rows[0].items:
         ctx.ref(query.schema, query.table, key)
@@ -749,7 +769,7 @@ def rpc_args(found: FoundCall) -> ObjectValue:
     if args is None:
         return ObjectValue(())
     if not isinstance(args, ObjectValue) or args.spread:
-        raise Untranslatable(f"rpc() arguments are built at run time ({js(args)}): name them by hand")
+        raise Untranslatable(f"rpc() arguments are built at run time ({shown(args)}): name them by hand")
     return args
 
 
