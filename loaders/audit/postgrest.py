@@ -276,7 +276,10 @@ def split_column(text: str) -> tuple[str, str]:
     while True:
         dot = text.find(".", i)
         if dot < 0:
-            raise PostgrestSyntaxError(f"filter {text!r} has no operator")
+            parts = text.split(".")
+            if len(parts) >= 3:
+                raise PostgrestSyntaxError(f"unknown operator {parts[1]!r} in {text!r}")
+            raise PostgrestSyntaxError(f"filter {text!r} has no operator (expected column.operator.value)")
         following = text[dot + 1:].split(".", 1)[0].split("(", 1)[0]
         if following in OPERATORS or following == "not":
             return text[:dot], text[dot + 1:]

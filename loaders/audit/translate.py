@@ -406,6 +406,8 @@ def column_sql(path: ColumnPath, qualifier: str | None) -> str:
 
 def like_pattern(value: object) -> object:
     """PostgREST reads `*` in a like pattern as `%` (URLs can't carry a bare `%` comfortably)."""
+    if isinstance(value, Template):
+        return Template(tuple(p.replace("*", "%") if isinstance(p, str) else p for p in value.parts))
     return value.replace("*", "%") if isinstance(value, str) else value
 
 
