@@ -52,6 +52,8 @@ def calm(terminal: term.Terminal) -> structlog.types.Processor:
             return event_dict
         if event_dict.get("level") in ("warning", "error", "critical"):
             terminal.warning(one_line(event_dict))
+        elif (step := term.step_line(event_dict)) is not None:
+            terminal.print(step)
         raise structlog.DropEvent
 
     return processor

@@ -106,6 +106,16 @@ def current() -> Terminal:
     return TERMINAL
 
 
+def step_line(event: dict[str, Any]) -> str | None:
+    """The few info events a person wants under a heading without -v: what a long step is doing
+    (a Pulumi resource being created takes minutes; an unchanged one is not news)."""
+    if event.get("stage") == "stack" and event.get("event") == "resource" and event.get("op") not in (None, "same"):
+        return f"  {event['op']} {event.get('type')} {event.get('name')}"
+    if event.get("stage") == "local" and event.get("event") == "seeding_sample_source":
+        return "  seeding the demo Supabase project (once)"
+    return None
+
+
 def heading_for(event: dict[str, Any]) -> str | None:
     stage = event.get("stage")
     return STAGE_HEADINGS.get(stage) if isinstance(stage, str) else None
@@ -116,7 +126,7 @@ def heading_for(event: dict[str, Any]) -> str | None:
 VERBS = {"dropped": "removed", "rewritten": "rewrote", "modified": "modified", "skipped": "skipped"}
 
 
-PREPOSITIONS = (" to ", " on ", " naming ", " in ")
+PREPOSITIONS = (" to ", " on ", " naming ", " in ", " that ")
 
 
 def plural(noun: str) -> str:
@@ -145,12 +155,16 @@ def change_noun(kind: str, obj: str, reason: str) -> str:
         return "RLS policy"
     if "RowSecurity" in obj:
         return "RLS switch"
-    if " constraint " in obj and "→" in obj:
+    if "→" in obj and "foreign key" in reason:
         return f"foreign key to {obj.rsplit('→', 1)[1].strip()}"
     if obj.startswith("event trigger"):
         return "event trigger"
     if "TRIGGER" in kind:
         return "auth trigger" if "auth." in f"{obj} {reason}" else "trigger on Supabase tables"
+    if reason.startswith("touches ") and kind == "CREATE SCHEMA":
+        return "Supabase schema"
+    if reason.startswith("touches ") and kind.startswith("CREATE "):
+        return f"{kind.removeprefix('CREATE ').lower()} in Supabase schemas"
     if obj.startswith("publication"):
         return "Realtime publication statement"
     if obj.startswith("extension"):
@@ -174,8 +188,10 @@ def changes_by_kind(changes: Iterable[Any]) -> str:
     counted: dict[str, Counter[str]] = {}
     for change in changes:
         get = change.get if isinstance(change, dict) else (lambda name, c=change: getattr(c, name, ""))
-        verb = VERBS.get(str(get("action")), str(get("action")))
-        counted.setdefault(verb, Counter())[change_noun(str(get("kind")), str(get("object")), str(get("reason")))] += 1
+        noun = change_noun(str(get("kind")), str(get("object")), str(get("reason")))
+        # a foreign key stripped from a kept CREATE TABLE is as removed as a dropped ALTER TABLE … ADD
+        verb = "removed" if noun.startswith("foreign key") else VERBS.get(str(get("action")), str(get("action")))
+        counted.setdefault(verb, Counter())[noun] += 1
     parts = []
     for verb, nouns in counted.items():
         parts.append(f"{verb} " + ", ".join(count(n, noun) for noun, n in nouns.most_common()))

@@ -224,3 +224,50 @@ async def test_a_mismatch_report_records_exit_2(seeded_source: str, target_db: s
     assert result.returncode == 2, result.stderr[-2000:]
     body = json.loads(report.read_text())
     assert body["command"] == "verify" and body["exit_code"] == 2 and body["ok"] is False
+
+
+# -- the pieces the lines are made of ------------------------------------------------------------
+
+
+def test_cleaning_is_summarised_by_kind_from_the_cleaners_own_records() -> None:
+    from automation.sample import supabase_source_sql
+    from automation.terminal import changes_by_kind
+    from loaders.schema.clean import clean_sql
+
+    cleaned = clean_sql(supabase_source_sql(), source_name="supabase_source.sql", rls="strip", skip_invalid=False)
+    summary = changes_by_kind(cleaned.changes)
+    assert summary.startswith("removed ")
+    for part in ("6 RLS policies", "4 foreign keys to auth.users", "4 RLS switches", "1 auth trigger",
+                 "2 Realtime publication statements", "2 Supabase schemas"):
+        assert part in summary, summary
+    assert sum(int(p.split(" ", 1)[0]) for p in summary.removeprefix("removed ").split(", ")) == len(cleaned.changes)
+
+
+def test_every_exception_family_gets_a_cause_and_a_fix_without_secrets() -> None:
+    import asyncpg.exceptions
+    from pulumi.automation._cmd import CommandResult
+    from pulumi.automation.errors import CommandError
+
+    from automation.cli import error_line, leaf
+    from loaders.errors import MigrationError, VerificationMismatch
+    from loaders.redaction import register_url_password
+
+    url = "postgresql://u:Edge-Secret-77@db.example.com/app"
+    register_url_password(url)
+    denied = asyncpg.exceptions.InsufficientPrivilegeError("permission denied for schema supabase_to_rds")
+    pulumi_failed = CommandError(CommandResult(stdout="Updating (dev)", stderr="error: no credentials\nmore", code=255))
+    cases = {
+        denied: ("SQLSTATE 42501", "master user", 1),
+        FileNotFoundError(2, "No such file or directory", "/nope/report.json"): ("/nope/report.json", "path", 1),
+        pulumi_failed: ("Pulumi failed (CommandError): no credentials", "--debug", 1),
+        RuntimeError(f"lost {url}\nsecond line"): ("unexpected RuntimeError: lost postgresql://u:***@", "--debug", 1),
+        VerificationMismatch("rows differ", "copy again"): ("rows differ — fix: copy again", "", 2),
+        KeyboardInterrupt(): ("interrupted", "--resume", 130),
+    }
+    for exc, (cause, fix, code) in cases.items():
+        line, exit_code = error_line(exc)
+        assert line.startswith("error: ") and "\n" not in line and exit_code == code, line
+        assert cause in line and fix in line and "Edge-Secret-77" not in line, line
+    group = BaseExceptionGroup("tasks", [ValueError("x"), ExceptionGroup("inner", [MigrationError("bad", "fix it")])])
+    assert isinstance(leaf(group), MigrationError)
+    assert isinstance(leaf(BaseExceptionGroup("tasks", [MigrationError("a"), KeyboardInterrupt()])), KeyboardInterrupt)
