@@ -57,8 +57,8 @@ async def run_copy(args: argparse.Namespace) -> CopyReport:
 def handle(args: argparse.Namespace) -> int:
     report = anyio.run(run_copy, args)
     term.current().summary(
-        f"copied {term.count(len(report.tables), 'table')}, {term.count(report.rows, 'row')} ({report.bytes / 1e6:.1f} MB) "
-        f"in {report.seconds:.1f} s" + (f"; skipped {len(report.skipped)} already done" if report.skipped else ""),
+        f"copied {term.count(len(report.tables), 'table')}, {term.count(report.rows, 'row')} "
+        f"({report.bytes / 1e6:.1f} MB) in {report.seconds:.1f} s" + (f"; skipped {len(report.skipped)} already done" if report.skipped else ""),
         report=args.report)
     return 0
 

@@ -36,7 +36,8 @@ def migration_summary(report: MigrationReport) -> str:
     copied = report.copy.tables if report.copy else []
     skipped = len(report.copy.skipped) if report.copy else 0
     what = f"migrated {term.count(len(copied), 'table')}" + (f" ({skipped} already copied earlier)" if skipped else "")
-    what += f", {term.count(report.copy.rows if report.copy else 0, 'row')}, {term.count(len(report.sequences), 'sequence')}"
+    rows = report.copy.rows if report.copy else 0
+    what += f", {term.count(rows, 'row')}, {term.count(len(report.sequences), 'sequence')}"
     mismatches = len(report.verify.mismatches()) if report.verify else 0
     verdict = "verified" if report.ok else f"NOT verified ({term.count(mismatches, 'difference')})"
     return f"{what} in {report.seconds:.1f} s — {verdict}"
