@@ -14,6 +14,7 @@ import pytest
 import structlog
 
 from automation.cli import main
+from automation.commands.report import WRAPPER_KEYS
 from loaders.data.catalog import read_catalog
 from loaders.dsn import parse_url
 from loaders.data.verify import verify
@@ -49,7 +50,9 @@ def test_copy_then_verify_detects_changed_and_missing_rows(
     assert main(["verify", "--json", "--report", str(tmp_path / "verify.json")]) == 2
     captured = capsys.readouterr()
     result = json.loads(captured.out)
-    assert json.loads((tmp_path / "verify.json").read_text()) == result
+    written = json.loads((tmp_path / "verify.json").read_text())
+    assert written["command"] == "verify" and written["exit_code"] == 2  # the report wrapper, then the body
+    assert {k: v for k, v in written.items() if k not in WRAPPER_KEYS} == result
     assert set(result["mismatches"]) == {"public.orders", "public.events_2025"}
     assert "public.orders" in captured.err and "public.events_2025" in captured.err
     assert password not in captured.out + captured.err
@@ -122,7 +125,7 @@ async def test_ctrl_c_during_copy_leaves_a_resumable_state(source_db: str, targe
                                                 AND wait_event_type = 'Lock' AND query LIKE 'TRUNCATE%bulk%'"""):
                 await anyio.sleep(0.05)
             process.send_signal(signal.SIGINT)
-            assert await process.wait() == 1
+            assert await process.wait() == 130
         err = b"".join([chunk async for chunk in process.stderr]).decode() if process.stderr else ""
     finally:
         await process.aclose()

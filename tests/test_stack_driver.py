@@ -404,4 +404,4 @@ def test_up_offers_the_access_choices(capsys: pytest.CaptureFixture) -> None:
     assert "--access {none,window,vpc}" in text and "--access-cidr" in text and "default: none" in text
     with pytest.raises(SystemExit) as exited:
         main(["up", "--access", "open"])
-    assert exited.value.code == 2
+    assert exited.value.code == 64

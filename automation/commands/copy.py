@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 
 import anyio
 
+from automation import terminal as term
 from automation.commands.report import write_report
 from loaders.data.copy import FORMATS, CopyOptions, CopyReport, build_copy_plan, copy_tables, default_jobs
 from automation.commands.urls import add_url_arguments, source_url, target_url
@@ -56,8 +56,10 @@ async def run_copy(args: argparse.Namespace) -> CopyReport:
 
 def handle(args: argparse.Namespace) -> int:
     report = anyio.run(run_copy, args)
-    print(f"copied {len(report.tables)} table(s), {report.rows} rows, {report.bytes} bytes in {report.seconds:.1f}s"
-          + (f"; skipped {len(report.skipped)} already done" if report.skipped else ""), file=sys.stderr)
+    term.current().summary(
+        f"copied {term.count(len(report.tables), 'table')}, {term.count(report.rows, 'row')} "
+        f"({report.bytes / 1e6:.1f} MB) in {report.seconds:.1f} s" + (f"; skipped {len(report.skipped)} already done" if report.skipped else ""),
+        report=args.report)
     return 0
 
 

@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import anyio
-from rich.console import Console
 
+from automation import terminal as term
 from automation.commands.options import add_pipeline_arguments, migrate_options
 from automation.commands.report import write_report
 from automation.commands.urls import add_url_arguments, source_url, target_url
@@ -28,22 +28,33 @@ async def run_migration(source: DatabaseUrl, target: DatabaseUrl, options: Migra
         return await migrate(source, target, options)
 
 
+def migration_summary(report: MigrationReport) -> str:
+    """The run in one line: what moved, how long, and the verdict."""
+    if not report.schema_equal:
+        differences = len(report.schema.diff.differences)  # type: ignore[union-attr]
+        return f"schema differs from the source in {term.count(differences, 'object')} — nothing copied"
+    copied = report.copy.tables if report.copy else []
+    skipped = len(report.copy.skipped) if report.copy else 0
+    what = f"migrated {term.count(len(copied), 'table')}" + (f" ({skipped} already copied earlier)" if skipped else "")
+    rows = report.copy.rows if report.copy else 0
+    what += f", {term.count(rows, 'row')}, {term.count(len(report.sequences), 'sequence')}"
+    mismatches = len(report.verify.mismatches()) if report.verify else 0
+    verdict = "verified" if report.ok else f"NOT verified ({term.count(mismatches, 'difference')})"
+    return f"{what} in {report.seconds:.1f} s — {verdict}"
+
+
 def summarize(report: MigrationReport, report_path: Path | None) -> None:
-    """The verification table and a one-line summary on stderr; the full report as JSON on disk."""
-    console = Console(stderr=True)
-    if report.verify is not None:
-        report.verify.render(console)
-    if report.schema is not None:
-        console.print(f"schema: {report.schema.origin}, {len(report.schema.changes)} change(s) recorded "
-                      f"(removed or rewritten Supabase-only statements)")
-    if report.copy is not None:
-        console.print(f"copied {report.copy.rows} rows ({report.copy.bytes / 1e6:.1f} MB) from "
-                      f"{len(report.copy.tables)} table(s); {len(report.copy.skipped)} already done")
-    console.print(f"{'verified' if report.ok else 'NOT verified'} in {report.seconds:.1f}s "
-                  + " ".join(f"{k}={v:.1f}s" for k, v in report.phases.items()))
+    """On a terminal the verification table and what schema cleaning changed, by kind; the JSON report
+    on disk; and the run's one summary line, which the CLI edge prints with the exit code."""
+    terminal = term.current()
+    if report.verify is not None and terminal.human:
+        report.verify.render(terminal.console)
+    if report.schema is not None and report.schema.changes:
+        terminal.note(f"schema: {term.changes_by_kind(report.schema.changes)} — details in the report",
+                      "schema_cleaned", changes=len(report.schema.changes))
     if report_path is not None:
         write_report(report_path, report.to_dict())
-        console.print(f"report: {report_path}")
+    terminal.summary(migration_summary(report), report=report_path)
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -81,7 +92,7 @@ def migrate_and_report(source: DatabaseUrl, target: DatabaseUrl, args: argparse.
         env_file.write_text(backend_env_line(app_url, show_secrets=True) + "\n")
         env_file.chmod(0o600)
         print(backend_env_line(app_url, show_secrets=args.show_secrets))
-        Console(stderr=True).print(f"the backend's .env line (with the password) is in {env_file}")
+        term.current().print(f"the backend's .env line (with the password) is in {env_file}")
     return 0
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import anyio
 
+from automation import terminal as term
 from automation.commands.options import add_schema_arguments, schema_options
 from automation.commands.report import write_report
 from automation.commands.urls import add_role_arguments, role_given, source_url, target_url
@@ -64,6 +65,8 @@ async def _run(args: argparse.Namespace) -> int:
     print(f"applied: {', '.join(report.applied) or 'nothing new'}; already applied: {len(report.already_applied)}",
           file=sys.stderr)
     write_report(args.report, report.to_dict())
+    term.current().summary(f"schema applied ({len(report.applied)} new, {len(report.already_applied)} already applied); "
+                           f"{term.changes_by_kind(report.changes) or 'nothing cleaned'}", report=args.report)
     if report.diff is not None and not report.diff.equal:
         for difference in report.diff.differences:
             print(f"schema differs: {difference}", file=sys.stderr)

@@ -7,6 +7,7 @@ import argparse
 import anyio
 from rich.console import Console
 
+from automation import terminal as term
 from automation.commands.copy import csv
 from automation.commands.options import add_proof_argument
 from automation.commands.urls import add_url_arguments, source_url, target_url
@@ -26,6 +27,9 @@ def handle(args: argparse.Namespace) -> int:
     else:
         report.render(Console())
     write_report(args.report, report.to_dict())
+    verdict = "equal" if report.ok else f"{term.count(len(report.mismatches()), 'difference')}"
+    term.current().summary(f"verified {term.count(len(report.tables), 'table')} and "
+                           f"{term.count(len(report.sequences), 'sequence')} — {verdict}", report=args.report)
     report.raise_for_mismatch()
     return 0
 

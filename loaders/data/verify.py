@@ -60,6 +60,14 @@ class SequenceCheck:
         return self.source == self.target
 
 
+def sequence_text(value: tuple[int, bool] | None) -> str:
+    """A sequence's state as a person reads it: '3000, called' (nextval gives 3001), '1, not called'."""
+    if value is None:
+        return "missing"
+    last_value, is_called = value
+    return f"{last_value}, {'called' if is_called else 'not called'}"
+
+
 @dataclass
 class VerifyReport:
     tables: list[TableCheck] = field(default_factory=list)
@@ -102,7 +110,8 @@ class VerifyReport:
             grid.add_row(t.table, str(t.source_rows), str(t.target_rows), checksum,
                          "ok" if t.ok else f"MISMATCH {t.note}{where}".strip())
         for s in self.sequences:
-            grid.add_row(f"{s.sequence} (sequence)", str(s.source), str(s.target), "", "ok" if s.ok else "MISMATCH")
+            grid.add_row(f"{s.sequence} (sequence)", sequence_text(s.source), sequence_text(s.target), "",
+                         "ok" if s.ok else "MISMATCH")
         console.print(grid)
 
     def raise_for_mismatch(self) -> None:
