@@ -205,7 +205,7 @@ async def test_off_a_tty_stderr_is_json_lines_and_the_report_is_wrapped(seeded_s
     assert body["command"] == "migrate" and body["exit_code"] == 0
     assert body["started_at"] <= body["ended_at"]
     arguments = body["arguments"]
-    assert arguments["no_checksums"] is True and arguments["report"] == str(report)
+    assert arguments["proof"] == "counts" and arguments["report"] == str(report)
     assert arguments["target"].endswith(target_db.rsplit("@", 1)[1]) and ":***@" in arguments["target"]
     assert body["ok"] is True and body["verify"]["tables"]  # the command's own body follows the wrapper
     assert target_password not in report.read_text() + result.stderr + result.stdout
