@@ -21,9 +21,9 @@ import structlog
 from loaders.connect import connection
 from loaders.data.copy import CopyOptions, CopyReport, build_copy_plan, copy_tables
 from loaders.dsn import DatabaseUrl
-from loaders.errors import VerificationMismatch
+from loaders.errors import MigrationError, VerificationMismatch
 from loaders.redaction import scrub_value
-from loaders.schema.stage import SchemaOptions, SchemaReport, finish_schema, prepare_schema
+from loaders.schema.stage import SchemaFailed, SchemaOptions, SchemaReport, finish_schema, prepare_schema
 from loaders.schema.diff import schema_catalog
 from loaders.data.sequences import SequenceValue, sync_sequences
 from loaders.data.snapshot import open_snapshot
@@ -52,6 +52,7 @@ class MigrationReport:
     copy: CopyReport | None = None
     sequences: list[SequenceValue] = field(default_factory=list)
     verify: VerifyReport | None = None
+    error: str | None = None
 
     @property
     def schema_equal(self) -> bool:
@@ -69,6 +70,7 @@ class MigrationReport:
             "copy": self.copy.to_dict() if self.copy else None,
             "sequences": [vars(s) for s in self.sequences],
             "verify": self.verify.to_dict() if self.verify else None,
+            "error": self.error,
         })  # type: ignore[return-value]
 
     def to_json(self) -> str:
@@ -133,11 +135,33 @@ async def last_verified_run(target: DatabaseUrl) -> RecordedRun | None:
     return RecordedRun(json.loads(row["report"]), json.loads(row["schema_catalog"]))
 
 
+class MigrationFailed(MigrationError):
+    """A run that failed part-way, with the report of what it did before (written on failure too)."""
+
+    def __init__(self, error: MigrationError, report: MigrationReport) -> None:
+        super().__init__(error.cause, error.fix)
+        self.exit_code = error.exit_code
+        self.report = report
+
+
 async def migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOptions) -> MigrationReport:
-    """Run the whole pipeline; returns the report (call `raise_for_mismatch` for exit 2)."""
+    """Run the whole pipeline; returns the report (call `raise_for_mismatch` for exit 2).
+    A failure raises `MigrationFailed` carrying the report so far."""
     report = MigrationReport(source.safe, target.safe, datetime.now(timezone.utc).isoformat())
+    try:
+        return await _migrate(source, target, options, report)
+    except MigrationError as exc:
+        if isinstance(exc, SchemaFailed):
+            report.schema = exc.report
+        report.error = exc.one_line()
+        raise MigrationFailed(exc, report) from exc
+
+
+async def _migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOptions,
+                   report: MigrationReport) -> MigrationReport:
     phases = _Phases(report)
-    report.schema = await prepare_schema(source, target, options.schema)
+    # Rows the migration files wrote are replaced by the source's: the copy refills them.
+    report.schema = await prepare_schema(source, target, replace(options.schema, refill_from_source=True))
     phases.done("schema")
     if not report.schema_equal:
         log.warning("schema_differs_before_load", differences=len(report.schema.diff.differences))  # type: ignore[union-attr]
@@ -149,7 +173,11 @@ async def migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOpti
         measured: SourceMeasures = {}
 
         async def post_data() -> None:
-            report.schema = await finish_schema(target, report.schema, source if options.schema.diff else None)
+            try:
+                report.schema = await finish_schema(target, report.schema, source if options.schema.diff else None)
+            except SchemaFailed as exc:
+                report.schema = exc.report
+                raise
 
         async def source_side() -> None:
             measured.update(await measure_source(snap, checksums=options.checksums, schemas=options.copy.schemas,

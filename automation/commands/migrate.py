@@ -15,7 +15,7 @@ from automation.commands.options import add_pipeline_arguments, migrate_options
 from automation.commands.report import write_report
 from automation.commands.urls import add_url_arguments, source_url, target_url
 from loaders.dsn import DatabaseUrl
-from loaders.migrate import MigrateOptions, MigrationReport, migrate, with_resume
+from loaders.migrate import MigrateOptions, MigrationFailed, MigrationReport, migrate, with_resume
 from loaders.progress import RichProgress, default_progress
 from loaders.redaction import MASK
 
@@ -36,6 +36,11 @@ def summarize(report: MigrationReport, report_path: Path | None) -> None:
     if report.schema is not None:
         console.print(f"schema: {report.schema.origin}, {len(report.schema.changes)} change(s) recorded "
                       f"(removed or rewritten Supabase-only statements)")
+        if report.schema.seeded_tables:
+            state = "emptied, refilled from the source" if report.schema.seeded_tables_emptied else "kept"
+            console.print(f"rows written by the migration files in {', '.join(report.schema.seeded_tables)}: {state}")
+    if report.error:
+        console.print(f"failed: {report.error}")
     if report.copy is not None:
         console.print(f"copied {report.copy.rows} rows ({report.copy.bytes / 1e6:.1f} MB) from "
                       f"{len(report.copy.tables)} table(s); {len(report.copy.skipped)} already done")
@@ -46,9 +51,18 @@ def summarize(report: MigrationReport, report_path: Path | None) -> None:
         console.print(f"report: {report_path}")
 
 
+def run_or_report(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOptions, report_path: Path | None) -> MigrationReport:
+    """Run; on failure write the report of what was applied before it, then re-raise."""
+    try:
+        return anyio.run(run_migration, source, target, options)
+    except MigrationFailed as failed:
+        summarize(failed.report, report_path)
+        raise
+
+
 def handle(args: argparse.Namespace) -> int:
     source, target = source_url(args), target_url(args)
-    report = anyio.run(run_migration, source, target, migrate_options(args))
+    report = run_or_report(source, target, migrate_options(args), args.report)
     summarize(report, args.report)
     report.raise_for_mismatch()
     return 0
@@ -72,8 +86,9 @@ def migrate_and_report(source: DatabaseUrl, target: DatabaseUrl, args: argparse.
     report and the backend's env file (mode 0600), and prints the DATABASE_URL line masked."""
     app_password = secrets.token_urlsafe(24) if args.app_role else None
     options = with_resume(migrate_options(args, app_role_password=app_password))
-    report = anyio.run(run_migration, source, target, options)
-    summarize(report, args.report or out_dir / f"migrate-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json")
+    report_path = args.report or out_dir / f"migrate-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    report = run_or_report(source, target, options, report_path)
+    summarize(report, report_path)
     report.raise_for_mismatch()
     if args.app_role and app_password:
         app_url = target.with_credentials(args.app_role, app_password)
