@@ -155,3 +155,16 @@ async def test_a_failed_schema_run_writes_what_it_applied_and_the_error(
     assert "02_bad.sql:1" in report["error"] and "nope" in report["error"]
     assert await fetchval(target_db, "SELECT to_regclass('public.a') IS NOT NULL")
     assert await fetchval(target_db, "SELECT to_regclass('public.b') IS NULL")
+
+
+def test_an_inline_foreign_key_is_reported_at_its_own_line() -> None:
+    result = clean_sql("""select 1;
+create table public.t (
+  id int primary key,
+  owner uuid
+    references auth.users (id),
+  other uuid,
+  constraint fk_other foreign key (other) references auth.users (id)
+);""", source_name="x.sql")
+    assert [(c.where, c.object) for c in result.changes] == [
+        ("x.sql:5", "public.t.owner → auth.users"), ("x.sql:7", "public.t constraint fk_other → auth.users")]

@@ -21,7 +21,7 @@ def _feed(run: CleanRun, piece: Piece, lines: Lines, skip_invalid: bool) -> None
     if piece.node is None:
         _invalid(run, piece, lines, line, skip_invalid)
         return
-    ctx = RuleContext(run, line, statement_kind(piece.node))
+    ctx = RuleContext(run, line, statement_kind(piece.node), locate=lambda at: lines.line(piece.base + at))
     node = piece.node
     first_change = len(run.result.changes)
     for rule in RULES:

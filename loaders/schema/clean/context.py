@@ -29,6 +29,8 @@ class RuleContext:
     kind: str
     # Set when a rule changed the AST: the statement is then re-printed instead of kept verbatim.
     modified: bool = False
+    # Line of a node's `location` (a clause inside the statement, e.g. an inline constraint).
+    locate: Callable[[int], int] | None = None
 
     @property
     def rls(self) -> str:
@@ -46,8 +48,10 @@ class RuleContext:
     def where(self) -> str:
         return f"{self.run.file}:{self.line}"
 
-    def record(self, obj: str, reason: str, action: str, removes: tuple[str, ...] = ()) -> None:
-        self.result.changes.append(Change(self.run.file, self.line, self.kind, obj, reason, action, removes))
+    def record(self, obj: str, reason: str, action: str, removes: tuple[str, ...] = (), *, at: int | None = None) -> None:
+        """`at`: the node's location, so a clause is reported at its own line, not the statement's."""
+        line = self.locate(at) if self.locate is not None and at is not None and at >= 0 else self.line
+        self.result.changes.append(Change(self.run.file, line, self.kind, obj, reason, action, removes))
 
 
 Rule = Callable[[ast.Node, RuleContext], "ast.Node | None"]
