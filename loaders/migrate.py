@@ -150,11 +150,18 @@ async def migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOpti
     report = MigrationReport(source.safe, target.safe, datetime.now(timezone.utc).isoformat())
     try:
         return await _migrate(source, target, options, report)
-    except MigrationError as exc:
+    except* MigrationError as group:
+        # post-data runs in a task group: its failure arrives wrapped; the first one is the cause.
+        exc = _first(group)
         if isinstance(exc, SchemaFailed):
             report.schema = exc.report
         report.error = exc.one_line()
         raise MigrationFailed(exc, report) from exc
+
+
+def _first(group: BaseExceptionGroup[MigrationError]) -> MigrationError:
+    leaf = group.exceptions[0]
+    return _first(leaf) if isinstance(leaf, BaseExceptionGroup) else leaf
 
 
 async def _migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOptions,

@@ -198,3 +198,23 @@ async def test_extension_precheck_refuses_before_any_change_and_writes_the_repor
     assert "extension pre-check" in err and "pgcrypto" in err and "gen_random_bytes" in err
     assert "extension pre-check" in report["error"] and report["schema"]["applied"] == []
     assert await fetchval(target_db, "SELECT count(*) FROM pg_namespace WHERE nspname IN ('supabase_to_rds', 'extensions')") == 0
+
+
+async def test_document_app_from_a_dump_of_the_source(
+    docs_source: str, target_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the folder: pg_dump's pre-data holds the functions, its post-data the trigger;
+    the Auth hook is known from the source's grants (a dump carries none)."""
+    monkeypatch.setenv("APP_ROLE_PASSWORD", APP_PASSWORD)
+    report_path = tmp_path / "dump.json"
+    code = await cli(["migrate", "--source", docs_source, "--target", target_db, "--app-role", APP_ROLE,
+                      "--jobs", "2", "--report", str(report_path)])
+    report = json.loads(report_path.read_text())
+    assert code == 0, report.get("error") or report["schema"]["diff"]
+    removed = {c["object"]: c["where"] for c in report["schema"]["changes"] if c["action"] == "dropped"}
+    assert removed["trigger on_document_created on public.documents"].startswith("pg_dump/post-data.sql:")
+    assert {"function public.notify_document_created", "function public.custom_access_token_hook",
+            "function public.ping_webhook", "function public.delete_my_account"} <= set(removed)
+    assert await fetchrows(target_db, "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal") == []
+    new_id = await as_app_role(target_db, "SELECT public.add_document('from the app')")
+    assert await as_app_role(target_db, "DELETE FROM public.documents WHERE id = $1 RETURNING id", new_id) == new_id

@@ -168,3 +168,15 @@ create table public.t (
 );""", source_name="x.sql")
     assert [(c.where, c.object) for c in result.changes] == [
         ("x.sql:5", "public.t.owner → auth.users"), ("x.sql:7", "public.t constraint fk_other → auth.users")]
+
+
+def test_enable_disable_and_comment_of_a_removed_trigger_go_with_it() -> None:
+    state = CleanState()
+    clean_sql(TRIGGER_FILE, source_name="pre.sql", state=state)
+    post = clean_sql(POST_FILE + """alter table only public.docs disable trigger docs_notify;
+comment on trigger docs_notify on public.docs is 'embeds';
+alter table public.docs disable trigger docs_notify, add column extra int;
+""", source_name="post.sql", state=state)
+    assert [(c.where, c.action) for c in post.changes][-3:] == [
+        ("post.sql:4", "dropped"), ("post.sql:5", "dropped"), ("post.sql:6", "modified")]
+    assert post.statements[-1].sql == "ALTER TABLE public.docs ADD COLUMN extra integer"

@@ -25,10 +25,10 @@ from loaders.schema.migrations import RECORD, SqlUnit, applied_checksums, ensure
 from loaders.redaction import scrub_value
 from loaders.schema.apply import apply_statements
 from loaders.schema.clean import Change, CleanResult, CleanState, CleanStatement, clean_sql, parsed_statements
-from loaders.schema.clean.rules.functions import auth_hooks
+from loaders.schema.clean.rules.functions import AUTH_HOOK_ROLE, auth_hooks
 from loaders.schema.diff import KINDS, PRE_DATA_KINDS, SchemaDiff, diff_schemas
 from loaders.schema.seeded import SeededTables
-from loaders.schema.export import dump_schema
+from loaders.schema.export import auth_hooks_on_source, dump_schema
 from loaders.schema.target import (
     TargetServer,
     adapt_to_target,
@@ -154,11 +154,14 @@ class SchemaFailed(MigrationError):
         self.report = report
 
 
-def _clean_units(named: list[tuple[SqlUnit, str]], options: SchemaOptions) -> tuple[list[PlannedUnit], CleanState]:
+def _clean_units(
+    named: list[tuple[SqlUnit, str]], options: SchemaOptions, hooks: set[tuple[str, str]] | None = None
+) -> tuple[list[PlannedUnit], CleanState]:
     """Clean the units in order with one shared state: a function removed in one file takes
-    its triggers in a later one (pg_dump puts triggers in post-data)."""
+    its triggers in a later one (pg_dump puts triggers in post-data). Auth hooks come from
+    the files' grants, or (a dump has no grants) from the source's catalog."""
     nodes = [n for unit, _ in named for n in parsed_statements(unit.text)]
-    state = CleanState(skip=tuple(options.skip), auth_hooks=auth_hooks(nodes))
+    state = CleanState(skip=tuple(options.skip), auth_hooks=auth_hooks(nodes) | (hooks or set()))
     units = [
         PlannedUnit(unit, clean_sql(unit.text, source_name=unit.name, rls=options.rls,
                                     skip_invalid=options.skip_invalid, state=state), phase)
@@ -199,7 +202,7 @@ async def plan_schema(source: DatabaseUrl | None, options: SchemaOptions) -> Sch
     dump = await dump_schema(source)
     units, state = _clean_units(
         [(SqlUnit.of(PRE_DATA, dump.pre_data), "pre-data"), (SqlUnit.of(POST_DATA, dump.post_data), "post-data")],
-        options)
+        options, await auth_hooks_on_source(source, AUTH_HOOK_ROLE))
     return SchemaPlan("pg_dump", options.rls, units, state)
 
 

@@ -64,5 +64,7 @@ class CleanState:
     auth_hooks: set[tuple[str, str]] = field(default_factory=set)
     # (schema, name) of removed functions -> why, for their triggers, grants and callers.
     removed_functions: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (table identity, trigger name) of removed triggers, for their ENABLE/DISABLE and comments.
+    removed_triggers: set[tuple[str, str]] = field(default_factory=set)
     # Procedural languages kept functions are written in (plv8, plperl …).
     languages: dict[str, list[str]] = field(default_factory=dict)

@@ -14,11 +14,11 @@ diff's promise that what is on the target works.
 
 from __future__ import annotations
 
-from pglast import ast
+from pglast import ast, enums
 
 from loaders.schema.clean.bodies import BodyRefs, read_body
 from loaders.schema.clean.context import RuleContext
-from loaders.schema.clean.nodes import OT, declared, function_name, identity, qual, role
+from loaders.schema.clean.nodes import OT, declared, function_name, identity, qual, role, string_list
 from loaders.schema.clean.rules.references import managed
 from loaders.schema.extensions import extension_catalog, rds_offers
 from loaders.supabase import AUTH_SCHEMA, AUTH_SHIM_FUNCTIONS
@@ -26,6 +26,7 @@ from loaders.supabase import AUTH_SCHEMA, AUTH_SHIM_FUNCTIONS
 AUTH_HOOK_ROLE = "supabase_auth_admin"
 # Languages every PostgreSQL has; any other is an extension of the same name (plv8, plperl …).
 CORE_LANGUAGES = frozenset({"sql", "plpgsql", "c", "internal"})
+AT = enums.AlterTableType
 _FUNCTION_OBJECTS = (OT.OBJECT_FUNCTION, OT.OBJECT_PROCEDURE, OT.OBJECT_ROUTINE)
 
 
@@ -109,18 +110,22 @@ def _q(schema: str | None, name: str) -> str:
 
 
 def function_dependents(node: ast.Node, ctx: RuleContext) -> ast.Node | None:
-    """Triggers, grants, comments and ALTERs of a removed function go with it."""
+    """Triggers, grants, comments and ALTERs of a removed function go with it, and so do the
+    ENABLE/DISABLE TRIGGER commands and comments of its removed triggers."""
     removed = ctx.state.removed_functions
     if not removed:
         return node
     if isinstance(node, ast.CreateTrigStmt):
         fn = function_name(node.funcname)
         if fn in removed:
+            ctx.state.removed_triggers.add((identity(node.relation.schemaname, node.relation.relname), node.trigname))
             ctx.record(f"trigger {node.trigname} on {qual(node.relation)}",
                        f"calls function {identity(*fn)}, removed: {removed[fn]}; a trigger that cannot run "
                        "would fail every write to the table", "dropped")
             return None
         return node
+    if isinstance(node, ast.AlterTableStmt) or (isinstance(node, ast.CommentStmt) and node.objtype == OT.OBJECT_TRIGGER):
+        return _removed_trigger_commands(node, ctx)
     objects = _function_objects(node)
     if not objects:
         return node
@@ -135,6 +140,31 @@ def function_dependents(node: ast.Node, ctx: RuleContext) -> ast.Node | None:
         return node
     ctx.record(f"function {what}", "the function was removed (see above)", "dropped")
     return None
+
+
+_TRIGGER_TOGGLES = {AT.AT_EnableTrig, AT.AT_EnableAlwaysTrig, AT.AT_EnableReplicaTrig, AT.AT_DisableTrig}
+
+
+def _removed_trigger_commands(node: ast.AlterTableStmt | ast.CommentStmt, ctx: RuleContext) -> ast.Node | None:
+    gone = ctx.state.removed_triggers
+    if isinstance(node, ast.CommentStmt):
+        parts = string_list(node.object)
+        if parts and (identity(*(parts[-3:-1] if len(parts) > 2 else [None, parts[-2]])), parts[-1]) in gone:
+            ctx.record(f"trigger {parts[-1]}", "the trigger was removed (see above)", "dropped")
+            return None
+        return node
+    table = identity(node.relation.schemaname, node.relation.relname)
+    cmds = list(node.cmds or ())
+    kept = [c for c in cmds if not (c.subtype in _TRIGGER_TOGGLES and (table, c.name) in gone)]
+    if len(kept) == len(cmds):
+        return node
+    action = "modified" if kept else "dropped"
+    ctx.record(f"{qual(node.relation)} enable/disable of removed trigger(s)", "the trigger was removed (see above)", action)
+    if not kept:
+        return None
+    node.cmds = tuple(kept)
+    ctx.modified = True
+    return node
 
 
 def _function_objects(node: ast.Node) -> list[ast.ObjectWithArgs]:
