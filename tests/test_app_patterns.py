@@ -21,6 +21,7 @@ import asyncpg
 import pytest
 
 from automation.cli import main
+from loaders.dsn import parse_url
 from loaders.localpg import LocalPostgres
 from loaders.schema.apply import apply_statements
 from loaders.schema.clean import split_statements
@@ -60,10 +61,7 @@ async def run_folder_as_supabase(url: str, folder: Path) -> None:
 
 
 async def as_app_role(target: str, sql: str, *args: object) -> object:
-    url = target.replace("rds_master", APP_ROLE, 1)
-    head, _, tail = url.partition("@")
-    scheme, _, userinfo = head.rpartition("//")
-    url = f"{scheme}//{userinfo.split(':')[0]}:{APP_PASSWORD}@{tail}"
+    url = parse_url(target, "target").with_credentials(APP_ROLE, APP_PASSWORD).dsn()
     conn = await asyncpg.connect(url)
     try:
         return await conn.fetchval(sql, *args)
@@ -153,7 +151,7 @@ async def test_chat_app_with_pgvector_keeps_search_and_drops_the_http_trigger(
         SELECT 'general', 'message ' || i, ARRAY[i, i % 7, 1]::extensions.vector FROM generate_series(1, 40) i;
     """)
     # What RDS's master user may do itself; here the local superuser does it for the master.
-    admin_target = target_db.replace("rds_master", "postgres", 1)
+    admin_target = pg18.url(parse_url(target_db, "target").database)
     await run_sql(admin_target, "CREATE SCHEMA extensions AUTHORIZATION rds_master; CREATE EXTENSION vector WITH SCHEMA extensions;")
 
     code, report = await migrate(source, target_db, APPS / "chat_app", tmp_path / "chat.json")
