@@ -23,9 +23,9 @@ from loaders.data.analyze import AnalyzeReport, analyze_tables
 from loaders.data.checksum import DEFAULT_PROOF, Proof
 from loaders.data.copy import CopyOptions, CopyReport, build_copy_plan, copy_tables
 from loaders.dsn import DatabaseUrl
-from loaders.errors import VerificationMismatch
+from loaders.errors import MigrationError, VerificationMismatch
 from loaders.redaction import scrub_value
-from loaders.schema.stage import SchemaOptions, SchemaReport, finish_schema, prepare_schema
+from loaders.schema.stage import SchemaFailed, SchemaOptions, SchemaReport, finish_schema, prepare_schema
 from loaders.schema.diff import schema_catalog
 from loaders.data.sequences import SequenceValue, sync_sequences
 from loaders.data.snapshot import open_snapshot
@@ -55,6 +55,7 @@ class MigrationReport:
     sequences: list[SequenceValue] = field(default_factory=list)
     analyze: AnalyzeReport | None = None
     verify: VerifyReport | None = None
+    error: str | None = None
 
     @property
     def schema_equal(self) -> bool:
@@ -73,6 +74,7 @@ class MigrationReport:
             "sequences": [vars(s) for s in self.sequences],
             "analyzed": self.analyze.relations if self.analyze else [],
             "verify": self.verify.to_dict() if self.verify else None,
+            "error": self.error,
         })  # type: ignore[return-value]
 
     def to_json(self) -> str:
@@ -137,11 +139,40 @@ async def last_verified_run(target: DatabaseUrl) -> RecordedRun | None:
     return RecordedRun(json.loads(row["report"]), json.loads(row["schema_catalog"]))
 
 
+class MigrationFailed(MigrationError):
+    """A run that failed part-way, with the report of what it did before (written on failure too)."""
+
+    def __init__(self, error: MigrationError, report: MigrationReport) -> None:
+        super().__init__(error.cause, error.fix)
+        self.exit_code = error.exit_code
+        self.report = report
+
+
 async def migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOptions) -> MigrationReport:
-    """Run the whole pipeline; returns the report (call `raise_for_mismatch` for exit 2)."""
+    """Run the whole pipeline; returns the report (call `raise_for_mismatch` for exit 2).
+    A failure raises `MigrationFailed` carrying the report so far."""
     report = MigrationReport(source.safe, target.safe, datetime.now(timezone.utc).isoformat())
+    try:
+        return await _migrate(source, target, options, report)
+    except* MigrationError as group:
+        # post-data runs in a task group: its failure arrives wrapped; the first one is the cause.
+        exc = _first(group)
+        if isinstance(exc, SchemaFailed):
+            report.schema = exc.report
+        report.error = exc.one_line()
+        raise MigrationFailed(exc, report) from exc
+
+
+def _first(group: BaseExceptionGroup[MigrationError]) -> MigrationError:
+    leaf = group.exceptions[0]
+    return _first(leaf) if isinstance(leaf, BaseExceptionGroup) else leaf
+
+
+async def _migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOptions,
+                   report: MigrationReport) -> MigrationReport:
     phases = _Phases(report)
-    report.schema = await prepare_schema(source, target, options.schema)
+    # Rows the migration files wrote are replaced by the source's: the copy refills them.
+    report.schema = await prepare_schema(source, target, replace(options.schema, refill_from_source=True))
     phases.done("schema")
     if not report.schema_equal:
         log.warning("schema_differs_before_load", differences=len(report.schema.diff.differences))  # type: ignore[union-attr]
@@ -153,7 +184,11 @@ async def migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOpti
         measured: SourceMeasures = {}
 
         async def post_data() -> None:
-            report.schema = await finish_schema(target, report.schema, source if options.schema.diff else None)
+            try:
+                report.schema = await finish_schema(target, report.schema, source if options.schema.diff else None)
+            except SchemaFailed as exc:
+                report.schema = exc.report
+                raise
 
         async def source_side() -> None:
             measured.update(await measure_source(snap, proof=options.proof, schemas=options.copy.schemas,

@@ -38,19 +38,7 @@ AUTH_SHIM_FUNCTIONS: frozenset[str] = frozenset({"uid", "role", "jwt", "email"})
 
 REALTIME_PUBLICATION = "supabase_realtime"
 
-# Extensions Amazon RDS for PostgreSQL offers (subset relevant to Supabase apps).
-RDS_EXTENSIONS: frozenset[str] = frozenset({
-    "plpgsql", "pgcrypto", "uuid-ossp", "pg_trgm", "citext", "hstore", "vector", "postgis",
-    "postgis_raster", "postgis_topology", "postgis_tiger_geocoder", "address_standardizer",
-    "address_standardizer_data_us", "pgrouting", "fuzzystrmatch", "pg_stat_statements",
-    "btree_gin", "btree_gist", "unaccent", "ltree", "intarray", "cube", "earthdistance",
-    "tablefunc", "isn", "seg", "lo", "bloom", "dict_int", "dict_xsyn", "tsm_system_rows",
-    "tsm_system_time", "pgrowlocks", "pgstattuple", "pg_buffercache", "pg_prewarm",
-    "pg_visibility", "pg_freespacemap", "dblink", "postgres_fdw", "amcheck", "hypopg",
-    "pg_hint_plan", "pg_partman", "pgaudit", "pg_repack", "rum", "plv8", "plperl", "pltcl",
-    "h3", "h3_postgis", "pg_similarity", "prefix", "ip4r", "pg_bigm", "pgtap", "orafce",
-    "tcn", "intagg", "pg_walinspect",
-})
+# Extensions Amazon RDS offers: data in loaders/extensions.yaml (loaders/schema/extensions.py).
 
 
 def is_managed_schema(name: str | None) -> bool:

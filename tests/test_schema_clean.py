@@ -89,9 +89,10 @@ def test_inline_and_table_level_auth_fks_dropped_columns_kept():
     assert "REFERENCES" not in create.sql.upper().replace("'REFERENCES AUTH.USERS; NOT A FK'", "")
     assert "PRIMARY KEY" in create.sql
     assert "'references auth.users; not a FK'" in create.sql
-    fk_changes = [c for c in result.changes if c.line == 2]
-    assert {c.object for c in fk_changes} == {
-        "public.profiles.id → auth.users", "public.profiles constraint profiles_owner_fkey → auth.users"}
+    # each constraint is reported at its own line, not the CREATE TABLE's
+    fk_changes = [c for c in result.changes if c.line in (3, 6)]
+    assert {(c.line, c.object) for c in fk_changes} == {
+        (3, "public.profiles.id → auth.users"), (6, "public.profiles constraint profiles_owner_fkey → auth.users")}
     assert all(c.action == "modified" for c in fk_changes)
 
 

@@ -30,7 +30,7 @@ async def test_equal_schemas_on_pg15_and_pg18_are_equal_then_drift_is_named(sour
     diff = await diff_schemas(src, tgt)
     assert diff.equal, [str(d) for d in diff.differences]
     assert diff.compared == {"relation": 2, "column": 8, "constraint": 5, "index": 4, "sequence": 2, "enum": 1,
-                             "trigger": 0}
+                             "trigger": 0, "function": 0, "view": 0}
 
     await execute(target_db, """
         drop index public.readings_taken_idx;

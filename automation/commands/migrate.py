@@ -15,7 +15,7 @@ from automation.commands.options import add_pipeline_arguments, migrate_options
 from automation.commands.report import write_report
 from automation.commands.urls import add_url_arguments, source_url, target_url
 from loaders.dsn import DatabaseUrl
-from loaders.migrate import MigrateOptions, MigrationReport, migrate, with_resume
+from loaders.migrate import MigrateOptions, MigrationFailed, MigrationReport, migrate, with_resume
 from loaders.progress import RichProgress, default_progress
 from loaders.redaction import MASK
 
@@ -30,6 +30,8 @@ async def run_migration(source: DatabaseUrl, target: DatabaseUrl, options: Migra
 
 def migration_summary(report: MigrationReport) -> str:
     """The run in one line: what moved, how long, and the verdict."""
+    if report.error:
+        return f"stopped after {report.seconds:.1f} s; what was applied before the error is in the report"
     if not report.schema_equal:
         differences = len(report.schema.diff.differences)  # type: ignore[union-attr]
         return f"schema differs from the source in {term.count(differences, 'object')} — nothing copied"
@@ -45,21 +47,35 @@ def migration_summary(report: MigrationReport) -> str:
 
 def summarize(report: MigrationReport, report_path: Path | None) -> None:
     """On a terminal the verification table and what schema cleaning changed, by kind; the JSON report
-    on disk; and the run's one summary line, which the CLI edge prints with the exit code."""
+    on disk (also for a failed run: what was applied before it); and the run's one summary line, which
+    the CLI edge prints with the exit code."""
     terminal = term.current()
     if report.verify is not None and terminal.human:
         report.verify.render(terminal.console)
     if report.schema is not None and report.schema.changes:
         terminal.note(f"schema: {term.changes_by_kind(report.schema.changes)} — details in the report",
                       "schema_cleaned", changes=len(report.schema.changes))
+    if report.schema is not None and report.schema.seeded_tables:
+        state = "emptied, refilled from the source" if report.schema.seeded_tables_emptied else "kept"
+        terminal.note(f"rows written by the migration files in {', '.join(report.schema.seeded_tables)}: {state}",
+                      "seeded_tables", tables=report.schema.seeded_tables)
     if report_path is not None:
         write_report(report_path, report.to_dict())
     terminal.summary(migration_summary(report), report=report_path)
 
 
+def run_or_report(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOptions, report_path: Path | None) -> MigrationReport:
+    """Run; on failure write the report of what was applied before it, then re-raise."""
+    try:
+        return anyio.run(run_migration, source, target, options)
+    except MigrationFailed as failed:
+        summarize(failed.report, report_path)
+        raise
+
+
 def handle(args: argparse.Namespace) -> int:
     source, target = source_url(args), target_url(args)
-    report = anyio.run(run_migration, source, target, migrate_options(args))
+    report = run_or_report(source, target, migrate_options(args), args.report)
     summarize(report, args.report)
     report.raise_for_mismatch()
     return 0
@@ -83,8 +99,9 @@ def migrate_and_report(source: DatabaseUrl, target: DatabaseUrl, args: argparse.
     report and the backend's env file (mode 0600), and prints the DATABASE_URL line masked."""
     app_password = secrets.token_urlsafe(24) if args.app_role else None
     options = with_resume(migrate_options(args, app_role_password=app_password))
-    report = anyio.run(run_migration, source, target, options)
-    summarize(report, args.report or out_dir / f"migrate-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json")
+    report_path = args.report or out_dir / f"migrate-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    report = run_or_report(source, target, options, report_path)
+    summarize(report, report_path)
     report.raise_for_mismatch()
     if args.app_role and app_password:
         app_url = target.with_credentials(args.app_role, app_password)

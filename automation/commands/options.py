@@ -20,6 +20,8 @@ def add_schema_arguments(parser: argparse.ArgumentParser, *, app_role_default: s
     parser.add_argument("--rls", choices=RLS_MODES, default="strip",
                         help="strip policies and RLS (default) or keep them with an auth.uid() shim")
     parser.add_argument("--skip-invalid", action="store_true", help="skip statements that don't parse, and report them")
+    parser.add_argument("--skip", action="append", default=[], metavar="NAME|FILE:LINE",
+                        help="leave out this statement (by FILE:LINE) or object (by schema.name); repeatable, reported")
     parser.add_argument("--app-role", metavar="NAME", default=app_role_default,
                         help=f"least-privilege login role for the backend (password from ${APP_ROLE_PASSWORD_ENV})"
                         + (f"; default {app_role_default}" if app_role_default else ""))
@@ -30,7 +32,7 @@ def schema_options(args: argparse.Namespace, *, app_role_password: str | None = 
     password = app_role_password or (os.environ.get(APP_ROLE_PASSWORD_ENV) if args.app_role else None)
     return SchemaOptions(
         migrations=args.migrations, rls=args.rls, skip_invalid=args.skip_invalid, app_role=args.app_role,
-        app_role_password=password, diff=not args.no_diff,
+        app_role_password=password, diff=not args.no_diff, skip=tuple(args.skip),
     )
 
 

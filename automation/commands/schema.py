@@ -20,7 +20,7 @@ from automation.commands.options import add_schema_arguments, schema_options
 from automation.commands.report import write_report
 from automation.commands.urls import add_role_arguments, role_given, source_url, target_url
 from loaders.dsn import DatabaseUrl
-from loaders.schema.stage import SchemaPlan, SchemaReport, finish_schema, plan_schema, prepare_schema
+from loaders.schema.stage import SchemaFailed, SchemaPlan, SchemaReport, finish_schema, plan_schema, prepare_schema
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,9 +59,20 @@ async def _run(args: argparse.Namespace) -> int:
         return 0
     target = target_url(args)
     # Nothing is loaded between the two steps here, so one diff at the end covers both.
-    report = await prepare_schema(source, target, replace(options, diff=False))
-    report = await finish_schema(target, report, source if options.diff else None)
+    try:
+        report = await prepare_schema(source, target, replace(options, diff=False))
+        report = await finish_schema(target, report, source if options.diff else None)
+    except SchemaFailed as failed:
+        # What was applied and committed before the failure, and the failure, in the report.
+        print_changes(failed.report)
+        write_report(args.report, failed.report.to_dict())
+        raise
     print_changes(report)
+    if report.extension_check:
+        print(report.extension_check, file=sys.stderr)
+    if report.diff is not None and report.diff.removed_on_purpose:
+        print(f"{len(report.diff.removed_on_purpose)} source object(s) removed on purpose (see the changes above)",
+              file=sys.stderr)
     print(f"applied: {', '.join(report.applied) or 'nothing new'}; already applied: {len(report.already_applied)}",
           file=sys.stderr)
     write_report(args.report, report.to_dict())

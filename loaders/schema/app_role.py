@@ -1,9 +1,12 @@
 """A least-privilege login role for the application, in place of Supabase's role grants.
 
 On Supabase the backend talks through PostgREST roles; on RDS it needs its own role so its
-DATABASE_URL is not the master user's: it may read and write rows and use sequences, but
-not create, alter or drop anything. Default privileges cover tables the owner adds later
-by migrations. Every statement is idempotent, so rerunning the command is safe.
+DATABASE_URL is not the master user's: it may read and write rows, use sequences and call
+the app's functions (RPC), but not create, alter or drop anything. The cleaner drops grants
+to Supabase's API roles, and a kept `ALTER DEFAULT PRIVILEGES … REVOKE EXECUTE ON FUNCTIONS
+FROM PUBLIC` takes effect on the target, so EXECUTE is granted explicitly, like Supabase's
+own default privileges give it to its API roles. Default privileges cover what the owner
+adds later by migrations. Every statement is idempotent, so rerunning the command is safe.
 """
 
 from __future__ import annotations
@@ -28,8 +31,11 @@ GRANTS = (
     "GRANT USAGE ON SCHEMA {s} TO {r}",
     "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {r}",
     "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {s} TO {r}",
+    "GRANT EXECUTE ON ALL ROUTINES IN SCHEMA {s} TO {r}",
     "ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {r}",
     "ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {r}",
+    "ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT EXECUTE ON ROUTINES TO {r}",
+    "ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT USAGE ON TYPES TO {r}",
 )
 
 

@@ -132,3 +132,19 @@ async def dump_schema(source: DatabaseUrl, *, pg_dump: Path | None = None) -> Sc
     log.info("dumping schema", source=source.safe, server_version=server_version, pg_dump=major)
     pre, post = [await run_pg_dump(pg_dump, source, section) for section in SECTIONS]
     return SchemaDump(pre, post, server_version, major)
+
+
+# Functions Supabase Auth may execute: its hooks (pg_dump runs with --no-acl, so the dump
+# itself cannot tell). Read-only; an empty answer where the role does not exist.
+AUTH_HOOKS_QUERY = """
+  SELECT n.nspname, p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+  CROSS JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+  JOIN pg_roles r ON r.oid = a.grantee
+  WHERE r.rolname = $1 AND a.privilege_type = 'EXECUTE' AND NOT (n.nspname = ANY($2::text[]))
+"""
+
+
+async def auth_hooks_on_source(source: DatabaseUrl, role: str) -> set[tuple[str, str]]:
+    async with connection(source) as conn:
+        rows = await conn.fetch(AUTH_HOOKS_QUERY, role, sorted(MANAGED_SCHEMAS))
+    return {(r[0], r[1]) for r in rows}

@@ -18,6 +18,7 @@ from pglast import ast, parser
 
 from loaders.errors import MigrationError
 from loaders.schema.clean import Change, CleanStatement, split_statements, walk_nodes
+from loaders.schema.extensions import extension_catalog, rds_offers
 from loaders.supabase import API_ROLES, BOOKKEEPING_SCHEMA, EXTENSIONS_SCHEMA
 
 SETUP = "target setup"
@@ -71,16 +72,6 @@ def api_roles(roles: Iterable[str]) -> list[CleanStatement]:
     return [_statement(f"DO $roles$ BEGIN\n{body}END $roles$")]
 
 
-# Supabase preinstalls these extensions in schema `extensions`, so migration files call
-# their functions (`extensions.uuid_generate_v4()`, `crypt(…)`) without CREATE EXTENSION.
-PREINSTALLED_FUNCTIONS: dict[str, str] = {
-    **dict.fromkeys(("uuid_generate_v1", "uuid_generate_v1mc", "uuid_generate_v3", "uuid_generate_v4",
-                     "uuid_generate_v5", "uuid_nil", "uuid_ns_dns", "uuid_ns_url"), "uuid-ossp"),
-    **dict.fromkeys(("gen_random_bytes", "crypt", "gen_salt", "digest", "hmac", "pgp_sym_encrypt",
-                     "pgp_sym_decrypt", "armor", "dearmor"), "pgcrypto"),
-}
-
-
 def _called_functions(statement: CleanStatement) -> Iterable[tuple[str | None, str]]:
     for raw in parser.parse_sql(statement.sql):
         for node in walk_nodes(raw.stmt):
@@ -89,20 +80,64 @@ def _called_functions(statement: CleanStatement) -> Iterable[tuple[str | None, s
                 yield (names[0] if len(names) > 1 else None), names[-1]
 
 
-def preinstalled_extensions(statements: Iterable[CleanStatement]) -> list[CleanStatement]:
-    """CREATE EXTENSION for the preinstalled extensions the schema calls but never creates."""
-    needed: set[str] = set()
-    created: set[str] = set()
+def extension_needs(
+    statements: Iterable[CleanStatement], body_calls: Iterable[tuple[str | None, str]] = (),
+    languages: dict[str, list[str]] | None = None,
+) -> dict[str, set[str]]:
+    """Extension -> what needs it: kept CREATE EXTENSION statements (`*`), functions of
+    Supabase's preinstalled extensions called in statements or only inside function bodies
+    (`gen_random_bytes`), and procedural languages of kept functions (plv8 …)."""
+    catalog = extension_catalog()
+    needs: dict[str, set[str]] = {}
+    calls = set(body_calls)
     for statement in statements:
         found = extension_of(statement) if statement.kind == "CREATE EXTENSION" else None
         if found:
-            created.add(found[0])
+            needs.setdefault(found[0], set()).add("*")
             continue
-        for schema, name in _called_functions(statement):
-            if schema in (None, EXTENSIONS_SCHEMA) and name in PREINSTALLED_FUNCTIONS:
-                needed.add(PREINSTALLED_FUNCTIONS[name])
+        calls |= set(_called_functions(statement))
+    for schema, name in calls:
+        extension = catalog.preinstalled_extension(schema, name)
+        if extension:
+            needs.setdefault(extension, set()).add(name)
+    for language, functions in (languages or {}).items():
+        needs.setdefault(language, set()).update(functions)
+    return needs
+
+
+def preinstalled_extensions(needs: dict[str, set[str]]) -> list[CleanStatement]:
+    """CREATE EXTENSION for the preinstalled extensions the schema calls but never creates."""
     return [CleanStatement(f'CREATE EXTENSION IF NOT EXISTS "{name}" WITH SCHEMA {EXTENSIONS_SCHEMA}',
-                           SETUP, 0, "CREATE EXTENSION") for name in sorted(needed - created)]
+                           SETUP, 0, "CREATE EXTENSION")
+            for name, why in sorted(needs.items()) if "*" not in why and name in extension_catalog().preinstalled.values()]
+
+
+def missing_extensions(needs: dict[str, set[str]], server: "TargetServer") -> list[str]:
+    """One phrase per needed extension this server cannot provide (nor a fallback cover)."""
+    missing = []
+    for name, why in sorted(needs.items()):
+        if name in server.extensions:
+            continue
+        called = why - {"*"}
+        if name in EXTENSION_FALLBACKS and called <= set(EXTENSION_FALLBACKS[name]):
+            continue
+        offered = "offered by RDS" if rds_offers(name) else "not offered by RDS either"
+        missing.append(f"{name} ({offered}; needed by {', '.join(sorted(called)) or 'CREATE EXTENSION'})")
+    return missing
+
+
+def precheck_extensions(needs: dict[str, set[str]], server: "TargetServer") -> str:
+    """Fail before any change when the target lacks an extension the kept schema needs,
+    naming all of them; otherwise the line saying what was checked."""
+    missing = missing_extensions(needs, server)
+    if missing:
+        raise MigrationError(
+            f"extension pre-check: the target lacks {len(missing)} extension(s) the schema needs: {'; '.join(missing)} "
+            "(nothing was changed)",
+            "on RDS: use an engine version that offers them (rds.allowed_extensions must allow them); elsewhere "
+            "install them on the target; or --skip the objects that need them",
+        )
+    return f"extension pre-check: {', '.join(sorted(needs)) or 'none needed'} — available on the target"
 
 
 def extension_of(statement: CleanStatement) -> tuple[str, str] | None:

@@ -13,12 +13,13 @@ runs them in order. `clean_sql` is pure: no connection, no I/O, so `--dry-run` a
 tests see exactly what would be applied.
 """
 
-from loaders.schema.clean.cleaner import clean_sql, split_statements
-from loaders.schema.clean.model import RLS_MODES, Change, CleanResult, CleanStatement
+from loaders.schema.clean.cleaner import clean_sql, parsed_statements, split_statements
+from loaders.schema.clean.model import RLS_MODES, Change, CleanResult, CleanState, CleanStatement
 from loaders.schema.clean.nodes import walk_nodes
 from loaders.schema.clean.parse import statement_kind
 
 __all__ = [
-    "RLS_MODES", "Change", "CleanResult", "CleanStatement", "clean_sql", "split_statements",
+    "RLS_MODES", "Change", "CleanResult", "CleanState", "CleanStatement", "clean_sql", "parsed_statements",
+    "split_statements",
     "statement_kind", "walk_nodes",
 ]

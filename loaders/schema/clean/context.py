@@ -5,11 +5,11 @@ it records changes into. Rules are plain functions `rule(node, ctx) -> node | No
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pglast import ast
 
-from loaders.schema.clean.model import Change, CleanResult
+from loaders.schema.clean.model import Change, CleanResult, CleanState
 
 
 @dataclass
@@ -19,6 +19,7 @@ class CleanRun:
     file: str
     rls: str
     result: CleanResult
+    state: CleanState = field(default_factory=CleanState)
 
 
 @dataclass
@@ -28,6 +29,8 @@ class RuleContext:
     kind: str
     # Set when a rule changed the AST: the statement is then re-printed instead of kept verbatim.
     modified: bool = False
+    # Line of a node's `location` (a clause inside the statement, e.g. an inline constraint).
+    locate: Callable[[int], int] | None = None
 
     @property
     def rls(self) -> str:
@@ -37,8 +40,18 @@ class RuleContext:
     def result(self) -> CleanResult:
         return self.run.result
 
-    def record(self, obj: str, reason: str, action: str) -> None:
-        self.result.changes.append(Change(self.run.file, self.line, self.kind, obj, reason, action))
+    @property
+    def state(self) -> CleanState:
+        return self.run.state
+
+    @property
+    def where(self) -> str:
+        return f"{self.run.file}:{self.line}"
+
+    def record(self, obj: str, reason: str, action: str, removes: tuple[str, ...] = (), *, at: int | None = None) -> None:
+        """`at`: the node's location, so a clause is reported at its own line, not the statement's."""
+        line = self.locate(at) if self.locate is not None and at is not None and at >= 0 else self.line
+        self.result.changes.append(Change(self.run.file, line, self.kind, obj, reason, action, removes))
 
 
 Rule = Callable[[ast.Node, RuleContext], "ast.Node | None"]

@@ -56,3 +56,29 @@ def walk_nodes(value: object) -> Iterator[ast.Node]:
         yield value
         for child in children(value):
             yield from walk_nodes(child)
+
+
+def identity(schema: str | None, name: str) -> str:
+    """Unquoted `schema.name`, unqualified names taken as `public` (the default search_path)."""
+    return f"{schema or 'public'}.{name}"
+
+
+def function_name(parts: object) -> tuple[str, str]:
+    found = string_list(parts) or ["?"]
+    return (found[-2] if len(found) > 1 else "public"), found[-1]
+
+
+def declared(node: ast.Node) -> tuple[str, ...]:
+    """Identities of what a statement creates (for "removed on purpose" in the diff)."""
+    if isinstance(node, (ast.CreateStmt, ast.CreateTableAsStmt, ast.ViewStmt, ast.CreateSeqStmt)):
+        rv = node.into.rel if isinstance(node, ast.CreateTableAsStmt) else (
+            node.view if isinstance(node, ast.ViewStmt) else node.sequence if isinstance(node, ast.CreateSeqStmt)
+            else node.relation)
+        return (identity(rv.schemaname, rv.relname),)
+    if isinstance(node, ast.CreateFunctionStmt):
+        return (identity(*function_name(node.funcname)),)
+    if isinstance(node, ast.CreateTrigStmt):
+        return (f"{identity(node.relation.schemaname, node.relation.relname)} trigger {node.trigname}",)
+    if isinstance(node, ast.IndexStmt) and node.idxname:
+        return (identity(node.relation.schemaname, node.idxname),)
+    return ()

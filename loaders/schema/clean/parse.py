@@ -26,6 +26,8 @@ class Piece:
     text: str
     node: ast.Node | None
     error: parser.ParseError | None = None
+    # Offset of the text the parser saw: node `location`s are relative to it.
+    base: int = 0
 
 
 class Lines:
@@ -54,7 +56,7 @@ def pieces(sql: str) -> list[Piece]:
 def _from_raw(text: str, base: int, raw: ast.RawStmt) -> Piece:
     start = raw.stmt_location or 0
     end = start + raw.stmt_len if raw.stmt_len else len(text)
-    return Piece(base + start, text[start:end], raw.stmt)
+    return Piece(base + start, text[start:end], raw.stmt, base=base)
 
 
 def _pieces_one_by_one(sql: str) -> list[Piece]:

@@ -7,7 +7,8 @@ from pglast import ast
 
 from loaders.schema.clean.context import RuleContext
 from loaders.schema.clean.nodes import OT, names, string_list, walk_nodes
-from loaders.supabase import AUTH_SCHEMA, EXTENSIONS_SCHEMA, RDS_EXTENSIONS, REALTIME_PUBLICATION
+from loaders.schema.extensions import rds_offers
+from loaders.supabase import AUTH_SCHEMA, EXTENSIONS_SCHEMA, REALTIME_PUBLICATION
 
 
 def publication(node: ast.Node, ctx: RuleContext) -> ast.Node | None:
@@ -37,7 +38,7 @@ def extension(node: ast.Node, ctx: RuleContext) -> ast.Node | None:
         extnames = [node.extname]
     else:
         return node
-    missing = [n for n in extnames if n not in RDS_EXTENSIONS]
+    missing = [n for n in extnames if not rds_offers(n)]
     if missing:
         ctx.record("extension " + ", ".join(missing),
                    "extension not offered by Amazon RDS (Supabase platform extension)", "dropped")

@@ -58,7 +58,8 @@ def _object_grant(node: ast.GrantStmt, ctx: RuleContext) -> ast.Node | None:
         what = f"all {object_type(node.objtype).lower()}s in schema {names(node.objects or ())}"
     preposition = "to" if node.is_grant else "from"
     ctx.record(f"{what} {preposition} {', '.join(removed)}",
-               "privileges for Supabase roles; the application role gets its own grants", action)
+               "privileges for Supabase roles; --app-role gets its own (DML on tables, sequences, EXECUTE on "
+               "functions, USAGE on schemas)", action)
     if not kept:
         return None
     ctx.result.roles_needed |= {role(g) for g in kept} & API_ROLES

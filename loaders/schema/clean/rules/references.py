@@ -87,7 +87,7 @@ def _strip_column_fks(col: ast.ColumnDef, table: str, ctx: RuleContext) -> bool:
         ctx.record(
             f"{table}.{col.colname} → {qual(c.pktable)}",
             "inline foreign key to a Supabase-managed table (auth stays on Supabase); column kept",
-            "modified",
+            "modified", at=c.location,
         )
     if dropped:
         col.constraints = tuple(c for c in constraints if not is_dropped_fk(c)) or None
@@ -107,6 +107,7 @@ def create_table(node: ast.Node, ctx: RuleContext) -> ast.Node:
             ctx.record(
                 f"{table} constraint {element.conname or '(' + cols + ')'} → {qual(element.pktable)}",
                 "foreign key to a Supabase-managed table (auth stays on Supabase); columns kept", "modified",
+                at=element.location,
             )
             ctx.modified = True
             continue
