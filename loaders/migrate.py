@@ -22,6 +22,7 @@ from loaders.connect import connection
 from loaders.data.copy import CopyOptions, CopyReport, build_copy_plan, copy_tables
 from loaders.dsn import DatabaseUrl
 from loaders.errors import VerificationMismatch
+from loaders.live import ensure_not_live, read_baseline
 from loaders.redaction import scrub_value
 from loaders.schema.stage import SchemaOptions, SchemaReport, finish_schema, prepare_schema
 from loaders.schema.diff import schema_catalog
@@ -52,6 +53,8 @@ class MigrationReport:
     copy: CopyReport | None = None
     sequences: list[SequenceValue] = field(default_factory=list)
     verify: VerifyReport | None = None
+    # What the verified target looked like (loaders/live.py): the re-run guard, --repair and --fresh read it.
+    baseline: dict[str, Any] | None = None
 
     @property
     def schema_equal(self) -> bool:
@@ -69,6 +72,7 @@ class MigrationReport:
             "copy": self.copy.to_dict() if self.copy else None,
             "sequences": [vars(s) for s in self.sequences],
             "verify": self.verify.to_dict() if self.verify else None,
+            "baseline": self.baseline,
         })  # type: ignore[return-value]
 
     def to_json(self) -> str:
@@ -136,6 +140,8 @@ async def last_verified_run(target: DatabaseUrl) -> RecordedRun | None:
 async def migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOptions) -> MigrationReport:
     """Run the whole pipeline; returns the report (call `raise_for_mismatch` for exit 2)."""
     report = MigrationReport(source.safe, target.safe, datetime.now(timezone.utc).isoformat())
+    previous = await last_verified_run(target)
+    await ensure_not_live(target, previous.report if previous else None)
     phases = _Phases(report)
     report.schema = await prepare_schema(source, target, options.schema)
     phases.done("schema")
@@ -166,6 +172,9 @@ async def migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOpti
         report.verify = await verify(snap, target, checksums=options.checksums, schemas=options.copy.schemas,
                                      tables=options.copy.tables, jobs=options.copy.jobs, source_measures=measured)
         phases.done("verify")
+    if report.ok and report.verify is not None:
+        rows = {t.table: t.target_rows for t in report.verify.tables if t.target_rows is not None}
+        report.baseline = (await read_baseline(target, rows)).to_dict()
     await record_run(target, report)
     log.info("migrated", ok=report.ok, seconds=round(report.seconds, 2),
              rows=report.copy.rows if report.copy else 0)
