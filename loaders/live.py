@@ -15,16 +15,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import anyio
 import asyncpg
 import structlog
 
-from loaders.connect import connection
+from loaders.connect import APP_NAME, connection
 from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError
 from loaders.schema.app_role import app_schemas
 from loaders.supabase import BOOKKEEPING_SCHEMA
 
 log = structlog.get_logger(stage="live")
+SESSION_WAIT_SECONDS = 5.0
 
 _NOT_EXTENSION = "NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = {oid} AND d.deptype = 'e')"
 
@@ -131,10 +133,23 @@ async def read_writes(conn: asyncpg.Connection, schemas: list[str]) -> dict[str,
     return {r["key"]: int(r["writes"]) for r in await conn.fetch(WRITES, schemas)}
 
 
+async def wait_for_own_sessions(conn: asyncpg.Connection, *, seconds: float = SESSION_WAIT_SECONDS) -> None:
+    """A closed client connection's backend flushes its write counters while it exits, and
+    leaves pg_stat_activity only after that: once the tool's other sessions on this database
+    are gone, the counters include the whole load (else the next run would see "writes")."""
+    with anyio.move_on_after(seconds):
+        while await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity a WHERE a.datname = current_database() "
+                "AND a.application_name = $1 AND a.pid <> pg_backend_pid() "
+                # a session holding the run's advisory lock stays open on purpose and writes no rows
+                "AND NOT EXISTS (SELECT FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory')", APP_NAME):
+            await anyio.sleep(0.05)
+
+
 async def read_baseline(target: DatabaseUrl, rows: dict[str, int]) -> Baseline:
-    """Called right after verification, when every loading session has closed (a backend
-    flushes its statistics when it exits), so the counters include the whole load."""
+    """Called right after verification, once the loading sessions are gone."""
     async with connection(target) as conn:
+        await wait_for_own_sessions(conn)
         schemas = await app_schemas(conn)
         return Baseline(
             datetime.now(timezone.utc).isoformat(), schemas, await read_writes(conn, schemas), dict(rows),

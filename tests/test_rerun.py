@@ -5,6 +5,7 @@ only what the tool created, and `down --local` / `status` manage the servers."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -157,3 +158,29 @@ def test_secret_files_are_born_0600_and_replaced_atomically(tmp_path: Path) -> N
     write_secret(path, "DATABASE_URL=two\n")
     assert path.read_text() == "DATABASE_URL=two\n" and mode(path) == 0o600
     assert sorted(p.name for p in path.parent.iterdir()) == ["backend.env"]  # no temporary left behind
+
+
+def test_secrets_manager_store_records_and_reads_the_password() -> None:
+    """The provisioned path (AWS Secrets Manager) without AWS: botocore's own Stubber checks the
+    exact API calls and parameters; the real service is not exercised here."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from automation.app_password import secrets_manager_store
+
+    client = boto3.client("secretsmanager", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    store = secrets_manager_store("prod", "app_backend")
+    store.client = client
+    body = json.dumps({"username": "app_backend", "password": "recorded-password"})
+    with Stubber(client) as stub:
+        stub.add_client_error("get_secret_value", "ResourceNotFoundException", expected_params={"SecretId": store.name})
+        stub.add_client_error("put_secret_value", "ResourceNotFoundException",
+                              expected_params={"SecretId": store.name, "SecretString": body})
+        stub.add_response("create_secret", {"ARN": "arn:aws:secretsmanager:eu-west-1:1:secret:x", "Name": store.name},
+                          expected_params={"Name": store.name, "SecretString": body,
+                                           "Description": "supabase-to-rds: the application role's password"})
+        stub.add_response("get_secret_value", {"SecretString": body}, expected_params={"SecretId": store.name})
+        assert store.name == "supabase-to-rds/prod/app_backend"
+        assert resolve_app_password(store, environ={"APP_ROLE_PASSWORD": "recorded-password"}).origin == "environment"
+        assert resolve_app_password(store, environ={}).origin == "recorded"
+        stub.assert_no_pending_responses()
