@@ -123,4 +123,5 @@ def run_local(args: argparse.Namespace) -> int:
         for server in mine:
             if server.started_here and not kept:
                 server.stop()
+                print(f"local server {server.data_dir.name}: stopped (--keep-running leaves it up)", file=sys.stderr)
         describe_servers([s for s in mine if s.running])

@@ -80,7 +80,8 @@ async def test_repair_brings_back_a_dropped_index_and_adds_what_the_source_gaine
         live: tuple[str, str, str], tmp_path: Path) -> None:
     source, target, app_url = live
     await run_sql(target, "DROP INDEX public.tasks_project_status_idx; "
-                          "ALTER TABLE public.tasks DROP CONSTRAINT tasks_project_id_fkey")
+                          "ALTER TABLE public.tasks DROP CONSTRAINT tasks_project_id_fkey; "
+                          "DROP FUNCTION public.log_task_created() CASCADE")  # and its trigger with it
     code, report = await drift(tmp_path, "--target", target)
     assert code == 2
     index = findings(report, "schema")["index public.tasks_project_status_idx"]
@@ -89,6 +90,7 @@ async def test_repair_brings_back_a_dropped_index_and_adds_what_the_source_gaine
     assert await anyio.to_thread.run_sync(main, ["schema", "--repair", "--target", target]) == 0
     assert await fetchval(target, "SELECT to_regclass('public.tasks_project_status_idx') IS NOT NULL")
     assert await fetchval(target, "SELECT count(*) FROM pg_constraint WHERE conname = 'tasks_project_id_fkey' AND convalidated") == 1
+    assert await fetchval(target, "SELECT count(*) FROM pg_trigger WHERE tgname = 'tasks_log_created'") == 1
     assert (await drift(tmp_path, "--target", target))[0] == 0
     # the app's row is still there and the app can still write
     await run_sql(app_url, "UPDATE public.teams SET name = 'still mine' WHERE slug = 'live'")

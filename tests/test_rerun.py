@@ -85,6 +85,22 @@ async def test_second_up_keeps_password_and_rows_and_refuses_a_live_target(tmp_p
         finally:
             await master.close()
 
+        # `up --repair` on the live target: a dropped index comes back, the rows stay.
+        master = await asyncpg.connect(local_env["TARGET_DATABASE_URL"])
+        try:
+            await master.execute("DROP INDEX public.tasks_project_status_idx")
+        finally:
+            await master.close()
+        repaired = cli(home, "up", "--local", "--keep-running", "--repair")
+        assert repaired.returncode == 0, repaired.stderr[-3000:]
+        assert "repair: done index public.tasks_project_status_idx" in repaired.stderr
+        master = await asyncpg.connect(local_env["TARGET_DATABASE_URL"])
+        try:
+            assert await master.fetchval("SELECT to_regclass('public.tasks_project_status_idx') IS NOT NULL")
+            assert await master.fetchval("SELECT count(*) FROM public.teams") == teams_before
+        finally:
+            await master.close()
+
         # Rotation on request only, and backend.env follows in the same step (even though the
         # run then stops on the live target).
         rotated = cli(home, "up", "--local", "--keep-running", "--rotate-app-password")

@@ -25,10 +25,13 @@ from loaders.schema.clean import CleanStatement
 from loaders.schema.stage import plan_schema
 from loaders.schema.target import TargetServer, adapt_to_target
 
+REPAIR_HELP = ("recreate the indexes, constraints, triggers, functions and grants the verified migration had, "
+               "and (after a confirmation, or --yes) what the source gained since; instead of migrating")
+
 
 async def source_statements(source: DatabaseUrl, target: DatabaseUrl, args: argparse.Namespace) -> list[CleanStatement]:
     """The source's cleaned schema (migrations folder or dump), adapted to the target server."""
-    plan = await plan_schema(source, schema_options(args, app_role_password="unused-for-repair"))
+    plan = await plan_schema(source, schema_options(args))
     async with connection(target) as conn:
         server = await TargetServer.read(conn)
     statements, _changes = adapt_to_target([s for u in plan.units for s in u.cleaned.statements], server)

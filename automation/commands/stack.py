@@ -13,7 +13,7 @@ import structlog
 from automation import stack as pulumi_stack
 from automation.app_password import secrets_manager_store
 from automation.commands.migrate import migrate_and_report
-from automation.commands.repair import repair
+from automation.commands.repair import REPAIR_HELP, repair
 from automation.commands.options import add_pipeline_arguments, add_schema_arguments, schema_options
 from automation.plan import build_migration_plan, render_plan
 from automation.commands.urls import add_role_arguments, role_given, source_url
@@ -153,9 +153,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--rotate-app-password", action="store_true",
                     help="give the app role a new password (and rewrite backend.env in the same step); without it "
                          "the role keeps APP_ROLE_PASSWORD or the recorded one (Secrets Manager, or .local/ with --local)")
-    up.add_argument("--repair", action="store_true",
-                    help="instead of migrating: recreate indexes, constraints, triggers, functions and grants the "
-                         "verified migration had, and (after a confirmation) objects the source gained since")
+    up.add_argument("--repair", action="store_true", help=REPAIR_HELP)
     up.set_defaults(handler=cmd_up)
 
     preview = sub.add_parser("preview", help="Pulumi preview plus the migration plan; changes nothing",
