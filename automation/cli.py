@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "automation.commands.migrate",
     "automation.commands.drift",
     "automation.commands.audit",
+    "automation.commands.local",
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_MISMATCH, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 64, 130

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import anyio
@@ -24,6 +25,7 @@ from automation.commands.urls import role_given, source_url
 from loaders.dsn import DatabaseUrl, parse_url
 from loaders.schema.clean import split_statements
 from loaders.schema.target import TargetServer, adapt_to_target
+from loaders.secretfile import private_dir, write_secret
 
 STATE_ENV = "SUPABASE_TO_RDS_HOME"
 MASTER_USER = "app_admin"
@@ -63,22 +65,63 @@ async def ensure_sample_source(server: LocalPostgres) -> DatabaseUrl:
     return parse_url(server.url(SOURCE_DB), "source")
 
 
+def servers(home: Path | None = None) -> dict[str, LocalPostgres]:
+    """The two local servers by role, whether or not they exist yet."""
+    home = home or state_dir()
+    return {"target": LocalPostgres(home / "rds"), "source": LocalPostgres(home / "supabase")}
+
+
+def local_env_file(home: Path | None = None) -> Path:
+    return (home or state_dir()) / "local.env"
+
+
+def write_local_env(home: Path, target: DatabaseUrl, source: DatabaseUrl | None) -> Path:
+    """`local.env` (0600): the admin URLs of the local servers, so `verify`, `drift` and `sync`
+    work against them straight away (`set -a; . .local/local.env; set +a`). A --source you
+    gave is not written to disk."""
+    lines = ["# supabase-to-rds local servers (up --local); admin URLs, keep private",
+             f"TARGET_DATABASE_URL={target.dsn()}"]
+    lines.append(f"SOURCE_DATABASE_URL={source.dsn()}" if source is not None
+                 else "# SOURCE_DATABASE_URL: the --source you gave (not stored here)")
+    return write_secret(local_env_file(home), "\n".join(lines) + "\n")
+
+
+def describe_servers(running: list[LocalPostgres]) -> None:
+    """Which local servers stay up, and how to stop them (stderr: stdout is for the env line)."""
+    for server in running:
+        print(f"local server {server.data_dir.name}: still running (127.0.0.1:{server.port}, data {server.data_dir})",
+              file=sys.stderr)
+    if running:
+        print("stop them with: python -m automation down --local   (status: python -m automation status)",
+              file=sys.stderr)
+
+
 def run_local(args: argparse.Namespace) -> int:
-    home = state_dir()
-    home.mkdir(parents=True, exist_ok=True)
-    target_server = LocalPostgres(home / "rds").start()
-    servers = [target_server]
+    home = private_dir(state_dir())
+    local = servers(home)
+    target_server = local["target"].start()
+    mine = [target_server]
     try:
         target = anyio.run(ensure_rds_like_target, target_server)
+        sample_source: DatabaseUrl | None = None
         if role_given(args, "source"):
             source = source_url(args)
         else:
-            source_server = LocalPostgres(home / "supabase").start()
-            servers.append(source_server)
-            source = anyio.run(ensure_sample_source, source_server)
+            source_server = local["source"].start()
+            mine.append(source_server)
+            source = sample_source = anyio.run(ensure_sample_source, source_server)
+        write_local_env(home, target, sample_source)
         log.info("local_servers", target=target.safe, source=source.safe, state=str(home))
+        if getattr(args, "repair", False):
+            from automation.commands.repair import repair
+
+            return repair(source, target, args)
         return migrate_and_report(source, target, args, out_dir=home)
     finally:
-        if not getattr(args, "keep_running", False):
-            for server in servers:
+        # Stop only what this call started: a server the user left running stays up.
+        kept = bool(getattr(args, "keep_running", False))
+        for server in mine:
+            if server.started_here and not kept:
                 server.stop()
+                print(f"local server {server.data_dir.name}: stopped (--keep-running leaves it up)", file=sys.stderr)
+        describe_servers([s for s in mine if s.running])

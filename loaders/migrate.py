@@ -24,6 +24,7 @@ from loaders.data.checksum import DEFAULT_PROOF, Proof
 from loaders.data.copy import CopyOptions, CopyReport, build_copy_plan, copy_tables
 from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError, VerificationMismatch
+from loaders.live import ensure_not_live, read_baseline
 from loaders.redaction import scrub_value
 from loaders.schema.stage import SchemaFailed, SchemaOptions, SchemaReport, finish_schema, prepare_schema
 from loaders.schema.diff import schema_catalog
@@ -56,6 +57,8 @@ class MigrationReport:
     analyze: AnalyzeReport | None = None
     verify: VerifyReport | None = None
     error: str | None = None
+    # What the verified target looked like (loaders/live.py): the re-run guard, --repair and --fresh read it.
+    baseline: dict[str, Any] | None = None
 
     @property
     def schema_equal(self) -> bool:
@@ -75,6 +78,7 @@ class MigrationReport:
             "analyzed": self.analyze.relations if self.analyze else [],
             "verify": self.verify.to_dict() if self.verify else None,
             "error": self.error,
+            "baseline": self.baseline,
         })  # type: ignore[return-value]
 
     def to_json(self) -> str:
@@ -170,6 +174,8 @@ def _first(group: BaseExceptionGroup[MigrationError]) -> MigrationError:
 
 async def _migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOptions,
                    report: MigrationReport) -> MigrationReport:
+    previous = await last_verified_run(target)
+    await ensure_not_live(target, previous.report if previous else None)
     phases = _Phases(report)
     # Rows the migration files wrote are replaced by the source's: the copy refills them.
     report.schema = await prepare_schema(source, target, replace(options.schema, refill_from_source=True))
@@ -207,6 +213,9 @@ async def _migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOpt
         report.verify = await verify(snap, target, proof=options.proof, schemas=options.copy.schemas,
                                      tables=options.copy.tables, jobs=options.copy.jobs, source_measures=measured)
         phases.done("verify")
+    if report.ok and report.verify is not None:
+        rows = {t.table: t.target_rows for t in report.verify.tables if t.target_rows is not None}
+        report.baseline = (await read_baseline(target, rows)).to_dict()
     await record_run(target, report)
     log.info("migrated", ok=report.ok, seconds=round(report.seconds, 2),
              rows=report.copy.rows if report.copy else 0)

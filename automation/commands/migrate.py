@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import secrets
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -13,11 +13,15 @@ import anyio
 from automation import terminal as term
 from automation.commands.options import add_pipeline_arguments, migrate_options
 from automation.commands.report import write_report
+from automation.app_password import (LocalPasswordStore, PasswordStore, apply_app_password, backend_env_line,
+                                     resolve_app_password)
 from automation.commands.urls import add_url_arguments, source_url, target_url
+from automation.stack import confirm
 from loaders.dsn import DatabaseUrl
-from loaders.migrate import MigrateOptions, MigrationFailed, MigrationReport, migrate, with_resume
+from loaders.migrate import MigrateOptions, MigrationFailed, MigrationReport, last_verified_run, migrate, with_resume
 from loaders.progress import RichProgress, default_progress
-from loaders.redaction import MASK
+from loaders.errors import MigrationError
+from loaders.live import drop_created, recorded_baseline
 
 
 async def run_migration(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOptions) -> MigrationReport:
@@ -73,8 +77,24 @@ def run_or_report(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOpti
         raise
 
 
+def fresh_target(target: DatabaseUrl, args: argparse.Namespace) -> None:
+    """`--fresh`: after a yes, drop what the last verified run created on the target (nothing else)."""
+    run = anyio.run(last_verified_run, target)
+    baseline = recorded_baseline(run.report if run else None)
+    if baseline is None:
+        raise MigrationError(f"--fresh: target {target.safe} has no verified migration recorded with the objects it created",
+                             "drop and recreate the target database yourself, or run without --fresh")
+    print(f"--fresh drops {len(baseline.created)} object(s) the migration of {baseline.recorded_at} created on "
+          f"{target.safe} (with every row in them, the application's too) and the tool's bookkeeping, then copies again",
+          file=sys.stderr)
+    confirm("Drop them and migrate from scratch?", yes=args.yes, action="drop migrated objects")
+    anyio.run(drop_created, target, baseline)
+
+
 def handle(args: argparse.Namespace) -> int:
     source, target = source_url(args), target_url(args)
+    if args.fresh:
+        fresh_target(target, args)
     report = run_or_report(source, target, migrate_options(args), args.report)
     summarize(report, args.report)
     report.raise_for_mismatch()
@@ -91,28 +111,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_url_arguments(parser)
     add_pipeline_arguments(parser)
+    parser.add_argument("--fresh", action="store_true",
+                        help="start over on a target that already has a verified (possibly live) migration: drop what "
+                             "the tool created there — and only that — then migrate again (asks, or --yes)")
+    parser.add_argument("--yes", action="store_true", help="with --fresh: drop without asking")
     parser.set_defaults(handler=handle)
 
 
-def migrate_and_report(source: DatabaseUrl, target: DatabaseUrl, args: argparse.Namespace, *, out_dir: Path) -> int:
-    """`up`'s migration: resumable by default, so a rerun continues or re-verifies; writes the
-    report and the backend's env file (mode 0600), and prints the DATABASE_URL line masked."""
-    app_password = secrets.token_urlsafe(24) if args.app_role else None
-    options = with_resume(migrate_options(args, app_role_password=app_password))
+def migrate_and_report(source: DatabaseUrl, target: DatabaseUrl, args: argparse.Namespace, *, out_dir: Path,
+                       store: PasswordStore | None = None) -> int:
+    """`up`'s migration: resumable by default, so a rerun continues or re-verifies. The app role
+    keeps its password (see automation/app_password.py); when the role gets one, the backend's
+    env file (mode 0600) is written in the same step — before the migration, so a run that
+    stops later (mismatch, live target) never leaves the two apart."""
+    app_url = None
+    env_file = out_dir / "backend.env"
+    if args.app_role:
+        store = store or LocalPasswordStore(out_dir / f"{args.app_role}.password")
+        chosen = resolve_app_password(store, rotate=getattr(args, "rotate_app_password", False))
+        app_url = anyio.run(apply_app_password, target, args.app_role, chosen, env_file)
+        options = with_resume(migrate_options(args, app_role_password=chosen.password))
+    else:
+        options = with_resume(migrate_options(args))
     report_path = args.report or out_dir / f"migrate-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
     report = run_or_report(source, target, options, report_path)
     summarize(report, report_path)
     report.raise_for_mismatch()
-    if args.app_role and app_password:
-        app_url = target.with_credentials(args.app_role, app_password)
-        env_file = out_dir / "backend.env"
-        env_file.write_text(backend_env_line(app_url, show_secrets=True) + "\n")
-        env_file.chmod(0o600)
+    if app_url is not None:
         print(backend_env_line(app_url, show_secrets=args.show_secrets))
         term.current().print(f"the backend's .env line (with the password) is in {env_file}")
     return 0
-
-
-def backend_env_line(app_url: DatabaseUrl, *, show_secrets: bool) -> str:
-    shown = app_url.dsn() if show_secrets else app_url.dsn(with_password=False).replace("@", f":{MASK}@", 1)
-    return f"DATABASE_URL={shown}"

@@ -17,6 +17,7 @@ import anyio
 
 from automation import terminal as term
 from automation.commands.options import add_schema_arguments, schema_options
+from automation.commands.repair import REPAIR_HELP, repair
 from automation.commands.report import write_report
 from automation.commands.urls import add_role_arguments, role_given, source_url, target_url
 from loaders.dsn import DatabaseUrl
@@ -32,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_role_arguments(parser, "source", help="source URL, dumped when no --migrations, diffed always")
     parser.add_argument("--dry-run", action="store_true", help="print the cleaned SQL and the changes; touch nothing")
     parser.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
+    parser.add_argument("--repair", action="store_true", help=REPAIR_HELP)
+    parser.add_argument("--yes", action="store_true", help="with --repair: create new source objects without asking")
     add_schema_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -86,4 +89,6 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.repair:
+        return repair(source_url(args) if role_given(args, "source") else None, target_url(args), args)
     return anyio.run(_run, args)

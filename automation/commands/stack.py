@@ -11,7 +11,9 @@ import anyio
 import structlog
 
 from automation import stack as pulumi_stack
+from automation.app_password import secrets_manager_store
 from automation.commands.migrate import migrate_and_report
+from automation.commands.repair import REPAIR_HELP, repair
 from automation.commands.options import add_pipeline_arguments, add_schema_arguments, schema_options
 from automation.plan import build_migration_plan, render_plan
 from automation.commands.urls import add_role_arguments, role_given, source_url
@@ -83,8 +85,11 @@ def _migrate(args: argparse.Namespace, stack: Any, source: DatabaseUrl, *, cidr:
     pulumi_stack.preflight(conn.host, conn.port, args.access, cidr=cidr,
                            wait_seconds=pulumi_stack.WINDOW_WAIT_SECONDS if cidr else 0.0)
     target = pulumi_stack.master_url(conn)
-    return migrate_and_report(source, target, args,
-                              out_dir=pulumi_stack.PROJECT_DIR / "reports" / args.stack)
+    if args.repair:
+        return repair(source, target, args)
+    store = secrets_manager_store(args.stack, args.app_role) if args.app_role else None
+    return migrate_and_report(source, target, args, out_dir=pulumi_stack.PROJECT_DIR / "reports" / args.stack,
+                              store=store)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -145,6 +150,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--allow-major-upgrade", action="store_true",
                     help="confirm a major engine upgrade (engineVersion raised) without being asked; --yes alone does not")
     add_pipeline_arguments(up, app_role_default="app_backend")
+    up.add_argument("--rotate-app-password", action="store_true",
+                    help="give the app role a new password (and rewrite backend.env in the same step); without it "
+                         "the role keeps APP_ROLE_PASSWORD or the recorded one (Secrets Manager, or .local/ with --local)")
+    up.add_argument("--repair", action="store_true", help=REPAIR_HELP)
     up.set_defaults(handler=cmd_up)
 
     preview = sub.add_parser("preview", help="Pulumi preview plus the migration plan; changes nothing",
