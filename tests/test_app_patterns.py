@@ -120,6 +120,12 @@ async def test_document_app_migrates_and_runs_as_the_app_role(
     assert await fetchrows(target_db, "SELECT key, value::text FROM public.app_config ORDER BY key") == [
         ("embedding_model", '"text-embedding-3-large"'), ("max_upload_mb", "25")]
 
+    # A rerun before the app writes converges: nothing new applied, the copied rows are kept, still verified.
+    code, again = await migrate(docs_source, target_db, APPS / "docs_app", tmp_path / "again.json", "--resume")
+    assert code == 0 and again["schema"]["applied"] == [] and again["schema"]["seeded_tables"] == []
+    assert await fetchval(target_db, "SELECT count(*) FROM public.app_config") == 2
+    assert await fetchval(target_db, "SELECT count(*) FROM public.documents") == 50
+
     # No trigger left that cannot run; the app's statements work as the application role.
     assert await fetchrows(target_db, "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal") == []
     new_id = await as_app_role(target_db, "SELECT public.add_document('from the app', 'body')")
@@ -131,10 +137,9 @@ async def test_document_app_migrates_and_runs_as_the_app_role(
     # …though the kept ALTER DEFAULT PRIVILEGES took EXECUTE from PUBLIC, as on the source.
     assert not await fetchval(target_db, "SELECT has_function_privilege('public', 'public.document_count()', 'EXECUTE')")
 
-    # A rerun converges: nothing new applied, the copied rows are kept, still verified.
+    # Once the app has written, a rerun refuses to touch the live target and changes nothing.
     code, again = await migrate(docs_source, target_db, APPS / "docs_app", tmp_path / "again.json", "--resume")
-    assert code == 0 and again["schema"]["applied"] == [] and again["schema"]["seeded_tables"] == []
-    assert await fetchval(target_db, "SELECT count(*) FROM public.app_config") == 2
+    assert code == 1 and "is live" in again["error"]
     assert await fetchval(target_db, "SELECT count(*) FROM public.documents") == 50
 
 
