@@ -23,6 +23,7 @@ from loaders.data.copy import CopyOptions, CopyReport, build_copy_plan, copy_tab
 from loaders.dsn import DatabaseUrl
 from loaders.errors import VerificationMismatch
 from loaders.redaction import scrub_value
+from loaders.runguard import run_guard
 from loaders.schema.stage import SchemaOptions, SchemaReport, finish_schema, prepare_schema
 from loaders.schema.diff import schema_catalog
 from loaders.data.sequences import SequenceValue, sync_sequences
@@ -134,7 +135,14 @@ async def last_verified_run(target: DatabaseUrl) -> RecordedRun | None:
 
 
 async def migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOptions) -> MigrationReport:
-    """Run the whole pipeline; returns the report (call `raise_for_mismatch` for exit 2)."""
+    """Run the whole pipeline; returns the report (call `raise_for_mismatch` for exit 2).
+    One run per target at a time (`run_guard`), with --jobs clamped to the servers' free slots."""
+    async with run_guard(target, source=source, jobs=options.copy.jobs) as running:
+        options.copy.jobs = running.jobs or options.copy.jobs
+        return await _migrate(source, target, options)
+
+
+async def _migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOptions) -> MigrationReport:
     report = MigrationReport(source.safe, target.safe, datetime.now(timezone.utc).isoformat())
     phases = _Phases(report)
     report.schema = await prepare_schema(source, target, options.schema)
