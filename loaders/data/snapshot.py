@@ -130,10 +130,12 @@ async def _end_read(conn: asyncpg.Connection) -> None:
     """Roll back even when cancelled (Ctrl-C); a connection stuck mid-COPY is dropped instead."""
     with anyio.CancelScope(shield=True):
         try:
-            if not conn.is_closed():
-                await conn.execute("ROLLBACK")
+            await conn.execute("ROLLBACK")
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-            conn.terminate()
+            try:
+                conn.terminate()
+            except asyncpg.InterfaceError:
+                pass  # it died on its own and is already back in the pool
 
 
 async def _close_coordinator(conn: asyncpg.Connection) -> None:

@@ -38,6 +38,14 @@ class Liveness:
     tick: float = 0.5
 
 
+def _closed(conn: asyncpg.Connection) -> bool:
+    """A pooled connection that died is handed back to its pool at once: that counts as closed."""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True
+
+
 async def _watch(source: asyncpg.Connection, target: asyncpg.Connection, liveness: Liveness,
                  last_moved: Callable[[], float]) -> None:
     """Raise as soon as the pair cannot finish; runs until the pipe cancels it."""
@@ -45,7 +53,7 @@ async def _watch(source: asyncpg.Connection, target: asyncpg.Connection, livenes
     while True:
         await anyio.sleep(liveness.tick)
         for side, conn in (("source", source), ("target", target)):
-            if conn.is_closed():
+            if _closed(conn):
                 raise PeerClosed(f"the {side} connection closed in the middle of the COPY")
         idle = time.monotonic() - last_moved()
         if idle < liveness.stall_seconds:
