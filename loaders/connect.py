@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import socket
 import ssl
+
+import anyio
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -136,6 +138,19 @@ async def connection(url: DatabaseUrl, **kwargs: object) -> AsyncIterator[asyncp
         yield conn
     finally:
         await conn.close()
+
+
+async def close_quietly(conn: asyncpg.Connection, timeout: float = 5) -> None:
+    """Close even when cancelled; a close that hangs (dead peer) is cut off by dropping the socket."""
+    with anyio.CancelScope(shield=True):
+        try:
+            with anyio.fail_after(timeout):
+                await conn.close()
+        except (TimeoutError, asyncpg.InterfaceError, OSError):
+            try:
+                conn.terminate()
+            except asyncpg.InterfaceError:
+                pass
 
 
 async def create_pool(url: DatabaseUrl, size: int, **kwargs: object) -> asyncpg.Pool:

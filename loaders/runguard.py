@@ -28,7 +28,7 @@ import asyncpg
 import structlog
 
 from loaders.concurrency import task_group
-from loaders.connect import APP_NAME, connect
+from loaders.connect import APP_NAME, close_quietly, connect
 from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError
 
@@ -229,16 +229,7 @@ async def _probe(url: DatabaseUrl) -> AsyncIterator[asyncpg.Connection]:
     try:
         yield conn
     finally:
-        await _close(conn)
-
-
-async def _close(conn: asyncpg.Connection) -> None:
-    with anyio.CancelScope(shield=True):
-        try:
-            with anyio.fail_after(5):
-                await conn.close()
-        except (TimeoutError, asyncpg.InterfaceError, OSError):
-            conn.terminate()
+        await close_quietly(conn)
 
 
 def _label() -> str:
@@ -279,7 +270,7 @@ async def run_guard(target: DatabaseUrl, *, source: DatabaseUrl | None = None,
         finally:
             _current.reset(token)
     finally:
-        await _close(guard.conn)
+        await close_quietly(guard.conn)
 
 
 __all__ = ["LockWait", "RunGuard", "Slots", "clamp_jobs", "current_run", "free_slots", "run_guard"]

@@ -27,7 +27,7 @@ import anyio
 import asyncpg
 import structlog
 
-from loaders.connect import connect, create_pool
+from loaders.connect import close_quietly, connect, create_pool
 from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError
 
@@ -138,16 +138,6 @@ async def _end_read(conn: asyncpg.Connection) -> None:
                 pass  # it died on its own and is already back in the pool
 
 
-async def _close_coordinator(conn: asyncpg.Connection) -> None:
-    """Ends the exporting transaction with the session; a hung close is cut off."""
-    with anyio.CancelScope(shield=True):
-        try:
-            with anyio.fail_after(5):
-                await conn.close()
-        except (TimeoutError, asyncpg.InterfaceError, OSError):
-            conn.terminate()
-
-
 async def _close_pool(pool: asyncpg.Pool) -> None:
     try:
         with anyio.fail_after(5):
@@ -183,4 +173,4 @@ async def open_snapshot(source: DatabaseUrl, *, readers: int = 4) -> AsyncIterat
             with anyio.CancelScope(shield=True):
                 await _close_pool(pool)
     finally:
-        await _close_coordinator(coordinator)
+        await close_quietly(coordinator)  # ends the exporting transaction with the session
