@@ -19,14 +19,25 @@ from loaders.errors import MigrationError
 T = TypeVar("T")
 log = structlog.get_logger(stage="retry")
 
+
+class Stalled(TimeoutError):
+    """No byte moved for longer than the stall timeout while nothing waited on a lock."""
+
+
+class PeerClosed(ConnectionError):
+    """One side of a COPY pair lost its connection; the other side is cancelled with it."""
+
+
 # Failures that say "the connection or server had a moment", not "the data or SQL is wrong".
+# Not TooManyConnections: the job count is clamped to the servers' free slots up front, so
+# hitting the limit means someone else took them, and retrying would only hammer the server.
 TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.InterfaceError,
     asyncpg.OperatorInterventionError,  # admin shutdown / terminated backend (not query_canceled)
-    asyncpg.TooManyConnectionsError,
     asyncpg.DeadlockDetectedError,
+    asyncpg.LockNotAvailableError,  # lock_timeout: the unit's transaction is redone after a pause
     ConnectionError,
     TimeoutError,
 )
@@ -58,7 +69,7 @@ async def task_group() -> AsyncIterator[anyio.abc.TaskGroup]:
 
 
 def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, asyncpg.QueryCanceledError):
+    if isinstance(exc, (asyncpg.QueryCanceledError, asyncpg.TooManyConnectionsError)):
         return False
     return isinstance(exc, TRANSIENT)
 
@@ -78,7 +89,8 @@ async def with_retry(
             exc = err
         if not is_transient(exc) or attempt == attempts:
             raise exc
-        log.warning("transient_error_retrying", what=what, attempt=attempt, error=type(exc).__name__, delay=delay)
+        log.warning("transient_error_retrying", what=what, attempt=attempt, error=type(exc).__name__,
+                    detail=str(exc)[:200], delay=delay)
         await anyio.sleep(delay)
         delay *= 2
     raise AssertionError("unreachable")

@@ -26,6 +26,7 @@ from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError, VerificationMismatch
 from loaders.live import ensure_not_live, read_baseline
 from loaders.redaction import scrub_value
+from loaders.runguard import run_guard
 from loaders.schema.stage import SchemaFailed, SchemaOptions, SchemaReport, finish_schema, prepare_schema
 from loaders.schema.diff import schema_catalog
 from loaders.data.sequences import SequenceValue, sync_sequences
@@ -154,10 +155,13 @@ class MigrationFailed(MigrationError):
 
 async def migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOptions) -> MigrationReport:
     """Run the whole pipeline; returns the report (call `raise_for_mismatch` for exit 2).
-    A failure raises `MigrationFailed` carrying the report so far."""
+    A failure raises `MigrationFailed` carrying the report so far. One run per target at a time
+    (`run_guard`), with --jobs clamped to the servers' free slots."""
     report = MigrationReport(source.safe, target.safe, datetime.now(timezone.utc).isoformat())
     try:
-        return await _migrate(source, target, options, report)
+        async with run_guard(target, source=source, jobs=options.copy.jobs) as running:
+            options.copy.jobs = running.jobs or options.copy.jobs
+            return await _migrate(source, target, options, report)
     except* MigrationError as group:
         # post-data runs in a task group: its failure arrives wrapped; the first one is the cause.
         exc = _first(group)

@@ -9,7 +9,10 @@ import anyio
 
 from automation import terminal as term
 from automation.commands.report import write_report
-from loaders.data.copy import FORMATS, CopyOptions, CopyReport, build_copy_plan, copy_tables, default_jobs
+from loaders.data.copy import (DEFAULT_LOCK_TIMEOUT, FORMATS, CopyOptions, CopyReport, build_copy_plan, copy_tables,
+                               default_jobs)
+from loaders.data.stream import DEFAULT_STALL_SECONDS
+from loaders.runguard import run_guard
 from automation.commands.urls import add_url_arguments, source_url, target_url
 from loaders.progress import RichProgress, default_progress
 from loaders.data.sequences import sync_sequences
@@ -30,12 +33,17 @@ def add_copy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="auto", help="COPY format (auto: binary when safe)")
     parser.add_argument("--split-mb", type=int, default=256, help="split tables at least this big into ranges")
     parser.add_argument("--keep-indexes", action="store_true", help="don't drop secondary indexes for the load")
+    parser.add_argument("--stall-timeout", type=float, default=DEFAULT_STALL_SECONDS, metavar="SECONDS",
+                        help="redo a table (or range) whose COPY moves no data this long while not waiting on a lock")
+    parser.add_argument("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT, metavar="SECONDS",
+                        help="longest wait for a lock on the target per attempt (retried, then an error)")
 
 
 def copy_options(args: argparse.Namespace) -> CopyOptions:
     return CopyOptions(
         jobs=args.jobs, schemas=args.schemas, tables=args.tables, truncate=args.truncate, resume=args.resume,
         format=args.format, split_bytes=args.split_mb * 1024 * 1024, drop_indexes=not args.keep_indexes,
+        stall_seconds=args.stall_timeout, lock_timeout=args.lock_timeout,
     )
 
 
@@ -45,7 +53,9 @@ async def run_copy(args: argparse.Namespace) -> CopyReport:
     progress = default_progress()
     options.progress = progress
     with progress if isinstance(progress, RichProgress) else contextlib.nullcontext():
-        async with open_snapshot(source, readers=options.jobs) as snap:
+        async with run_guard(target, source=source, jobs=options.jobs) as running, \
+                open_snapshot(source, readers=running.jobs or options.jobs) as snap:
+            options.jobs = running.jobs or options.jobs
             plan = await build_copy_plan(snap, target, options)
             report = await copy_tables(snap, target, plan, options)
             sequences = await sync_sequences(snap, target, schemas=options.schemas,

@@ -10,6 +10,14 @@ always come from a single snapshot.
 
 The plan (`build_copy_plan`) only reads; every refusal (missing or non-empty target table)
 happens there, before anything is written.
+
+Faults: a unit whose source or target connection dies, or whose COPY moves no byte for
+`stall_seconds` while not waiting on a lock, drops BOTH its connections (so neither server
+keeps a half-done COPY or an open transaction) and is redone from a clean state, `retries`
+times with doubling pauses, then fails the run with one line. A whole-table unit redoes its
+TRUNCATE in the new transaction; a range records itself in `copy_ranges` in the transaction
+that loads it, so a range whose COMMIT reached the server but whose reply was lost is not
+loaded twice. Target statements wait at most `lock_timeout` per attempt for a lock.
 """
 
 from __future__ import annotations
@@ -26,19 +34,31 @@ import structlog
 
 from loaders.data import guard, state
 from loaders.data.catalog import Catalog, Table, missing_schemas, read_catalog, refuse_unreadable
-from loaders.concurrency import task_group, with_retry
-from loaders.connect import connection, create_pool
+from loaders.concurrency import PeerClosed, Stalled, task_group, with_retry
+from loaders.connect import connection, create_pool, too_many_connections
 from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError
 from loaders.progress import CopyProgress, LogProgress, Stopwatch
 from loaders.data.snapshot import Snapshot, apply_load_settings
-from loaders.data.stream import DEFAULT_BUFFER_CHUNKS, BlockRange, pipe
+from loaders.data.stream import DEFAULT_BUFFER_CHUNKS, DEFAULT_STALL_SECONDS, BlockRange, Liveness, pipe
+from loaders.runguard import RunGuard, run_guard
 
 log = structlog.get_logger(stage="copy")
 
 FORMATS = ("auto", "binary", "text")
 TID_RANGE_SCAN_VERSION = 140000  # before PG 14 a ctid range is a full scan: don't split
 DEFAULT_SPLIT_BYTES = 256 * 1024 * 1024
+DEFAULT_LOCK_TIMEOUT = 30.0
+RANGES_TABLE = f"{state.SCHEMA}.copy_ranges"
+_RANGES_DDL = f"""CREATE TABLE IF NOT EXISTS {RANGES_TABLE} (
+    table_name text NOT NULL, block_range text NOT NULL, rows bigint NOT NULL, bytes bigint NOT NULL,
+    PRIMARY KEY (table_name, block_range))"""
+# Errors of a binary COPY that text format avoids (a type without binary I/O, a binary
+# representation the target reads differently).
+_BINARY_TROUBLE = (asyncpg.InvalidBinaryRepresentationError, asyncpg.DatatypeMismatchError,
+                   asyncpg.UndefinedFunctionError, asyncpg.ProtocolViolationError)
+# What a failed unit can raise besides a server error: its connection or its watchdog.
+UNIT_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, PeerClosed, Stalled)
 
 
 def default_jobs() -> int:
@@ -59,7 +79,10 @@ class CopyOptions:
     drop_indexes: bool = True
     refresh_matviews: bool = True
     buffer_chunks: int = DEFAULT_BUFFER_CHUNKS
-    retries: int = 4
+    retries: int = 5  # attempts per unit; pauses 1, 2, 4, 8 s between them
+    retry_delay: float = 1.0
+    stall_seconds: float = DEFAULT_STALL_SECONDS
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT  # per attempt, for each target statement
     progress: CopyProgress | None = None
 
     def __post_init__(self) -> None:
@@ -67,6 +90,9 @@ class CopyOptions:
             raise MigrationError(f"unknown copy format {self.format!r}", f"use one of {', '.join(FORMATS)}")
         if self.jobs < 1:
             raise MigrationError(f"--jobs {self.jobs} is not a positive number", "use --jobs 1 or more")
+        if self.stall_seconds <= 0 or self.lock_timeout <= 0:
+            raise MigrationError("--stall-timeout and --lock-timeout must be positive seconds",
+                                 "use e.g. --stall-timeout 300 --lock-timeout 30")
 
 
 @dataclass
@@ -214,11 +240,51 @@ async def build_copy_plan(snap: Snapshot, target: DatabaseUrl, options: CopyOpti
 # ---------------------------------------------------------------- execution
 
 
-def _copy_failed(plan: TablePlan, exc: asyncpg.PostgresError) -> MigrationError:
-    fix = "fix the cause, then rerun with --resume (tables already copied are kept)"
-    if plan.format == "binary":
-        fix = "use --format auto or text (binary COPY is only portable for built-in types); " + fix
-    return MigrationError(f"copying {plan.table.key} ({plan.format}) failed: {type(exc).__name__}: {exc}", fix)
+def _server_cause(exc: BaseException) -> BaseException:
+    """A FATAL that closed the connection arrives as the cause of asyncpg's connection error."""
+    cause = exc.__cause__
+    return cause if isinstance(cause, asyncpg.PostgresError) else exc
+
+
+def _copy_failed(plan: TablePlan, exc: BaseException, options: CopyOptions, run: RunGuard | None) -> MigrationError:
+    """One line whose fix matches the kind of failure (data, schema, locks, limits, network)."""
+    key, resume = plan.table.key, "then rerun with --resume (tables already copied are kept)"
+    cause = _server_cause(exc)
+    what = f"copying {key} ({plan.format}) failed: {type(cause).__name__}: {cause}"
+    if isinstance(cause, asyncpg.TooManyConnectionsError):
+        return too_many_connections(f"copying {key}")
+    if isinstance(cause, asyncpg.IntegrityConstraintViolationError):
+        name = getattr(cause, "constraint_name", None)
+        return MigrationError(
+            what, f"the target's constraint {name or ''} rejects rows the source holds: make the target "
+            f"table's definition match the source (or fix those rows on the source), {resume}")
+    if isinstance(cause, asyncpg.LockNotAvailableError):
+        wait = run.last_wait_on(plan.table.schema, plan.table.name) if run is not None else None
+        held = wait.describe() if wait else "another session holds a lock on it"
+        return MigrationError(
+            f"copying {key}: gave up after {options.retries} waits of {options.lock_timeout:g} s for a lock ({held})",
+            f"end that session or let it finish (or raise --lock-timeout), {resume}")
+    if isinstance(cause, asyncpg.QueryCanceledError) or getattr(cause, "sqlstate", None) in ("25P03", "25P04"):
+        return MigrationError(
+            what, "a server timeout (statement_timeout, transaction_timeout or idle_in_transaction_session_timeout "
+            f"on the role or database) ends the copy: set it to 0 for the migration user (ALTER ROLE … SET …), {resume}")
+    if isinstance(cause, asyncpg.DiskFullError):
+        return MigrationError(what, f"free or add storage on the target, {resume}")
+    if isinstance(cause, asyncpg.InsufficientPrivilegeError):
+        return MigrationError(what, f"connect as the tables' owner on the target (RDS: the master user), {resume}")
+    if isinstance(cause, _BINARY_TROUBLE) and plan.format == "binary":
+        return MigrationError(what, "use --format auto or text (binary COPY is only portable for built-in types), "
+                              + resume)
+    if isinstance(exc, Stalled):
+        return MigrationError(f"copying {key}: stalled {options.retries} times: {exc}",
+                              f"check both servers and the network (or raise --stall-timeout), {resume}")
+    if isinstance(cause, (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError,
+                          asyncpg.InterfaceError, OSError)):
+        return MigrationError(
+            f"copying {key}: the connection failed {options.retries} times in a row, last: {type(cause).__name__}: {cause}",
+            "check that both servers are up and reachable, and that nothing ends this tool's sessions "
+            f"(pg_terminate_backend, transaction_timeout), {resume}")
+    return MigrationError(what, f"fix the cause, {resume}")
 
 
 @dataclass(frozen=True)
@@ -229,6 +295,14 @@ class _Piece:
     ended: float
 
 
+def _drop(conn: asyncpg.Connection) -> None:
+    """Close without a goodbye; a connection that died is already back in its pool."""
+    try:
+        conn.terminate()
+    except asyncpg.InterfaceError:
+        pass
+
+
 @dataclass
 class _Run:
     snap: Snapshot
@@ -236,45 +310,86 @@ class _Run:
     options: CopyOptions
     progress: CopyProgress
     limiter: anyio.CapacityLimiter
+    guard: RunGuard | None = None
     results: list[TableResult] = field(default_factory=list)
 
-    async def _unit(self, plan: TablePlan, block_range: BlockRange | None, label: str) -> _Piece:
-        """One target transaction; TRUNCATE + FREEZE when it is the whole table."""
+    @property
+    def liveness(self) -> Liveness:
+        return Liveness(self.options.stall_seconds, self.guard.waiting_on_lock if self.guard else None)
+
+    async def _retry(self, fn, what: str):  # type: ignore[no-untyped-def]
+        return await with_retry(fn, what=what, attempts=self.options.retries, first_delay=self.options.retry_delay)
+
+    async def _begin(self, tgt: asyncpg.Connection) -> None:
+        await tgt.execute("BEGIN")
+        await tgt.execute("SELECT set_config('lock_timeout', $1, true)", f"{int(self.options.lock_timeout * 1000)}ms")
+
+    async def _load(self, src: asyncpg.Connection, tgt: asyncpg.Connection, plan: TablePlan,
+                    block_range: BlockRange | None, label: str, started: float) -> tuple[int, int]:
+        """The unit's target transaction; TRUNCATE + FREEZE when it is the whole table."""
         whole = block_range is None
-        self.progress.started(label, plan.table.bytes // max(1, len(plan.ranges)))
-        started = time.monotonic()
+        await self._begin(tgt)
+        if whole:
+            await tgt.execute(f"TRUNCATE ONLY {plan.table.ident}")
+        else:
+            done = await tgt.fetchrow(f"SELECT rows, bytes FROM {RANGES_TABLE} WHERE table_name = $1 "
+                                      "AND block_range = $2", plan.table.key, label)
+            if done is not None:  # committed by an attempt whose reply was lost
+                await tgt.execute("COMMIT")
+                return done["rows"], done["bytes"]
 
         def on_chunk(nbytes: int, rows: int | None) -> None:
             self.progress.advanced(label, nbytes, rows)
 
-        async with self.snap.reader() as src, self.pool.acquire() as tgt, tgt.transaction():
-            if whole:
-                await tgt.execute(f"TRUNCATE ONLY {plan.table.ident}")
-            rows, nbytes = await pipe(
-                src, tgt, plan.table, block_range=block_range, fmt=plan.format, freeze=whole,
-                buffer_chunks=self.options.buffer_chunks, on_chunk=on_chunk,
-            )
-            if whole:
-                await state.mark(tgt, plan.table.key, "done", rows=rows, nbytes=nbytes,
-                                 seconds=time.monotonic() - started, snapshot=self.snap.snapshot_id)
+        rows, nbytes = await pipe(
+            src, tgt, plan.table, block_range=block_range, fmt=plan.format, freeze=whole,
+            buffer_chunks=self.options.buffer_chunks, on_chunk=on_chunk, liveness=self.liveness,
+        )
+        if whole:
+            await state.mark(tgt, plan.table.key, "done", rows=rows, nbytes=nbytes,
+                             seconds=time.monotonic() - started, snapshot=self.snap.snapshot_id)
+        else:
+            await tgt.execute(f"INSERT INTO {RANGES_TABLE} VALUES ($1, $2, $3, $4)", plan.table.key, label, rows, nbytes)
+        await tgt.execute("COMMIT")
+        return rows, nbytes
+
+    async def _unit(self, plan: TablePlan, block_range: BlockRange | None, label: str, started: float) -> _Piece:
+        self.progress.started(label, plan.table.bytes // max(1, len(plan.ranges)))
+        async with self.snap.reader() as src, self.pool.acquire() as tgt:
+            try:
+                rows, nbytes = await self._load(src, tgt, plan, block_range, label, started)
+            except BaseException:
+                # Either side may be mid-COPY, dead or unreachable: drop both instead of waiting
+                # on them. The target transaction dies with its session (the redo starts clean)
+                # and the source stops its COPY, so neither keeps a session of ours.
+                _drop(tgt)
+                _drop(src)
+                raise
         piece = _Piece(rows, nbytes, started, time.monotonic())
         self.progress.finished(label, rows, nbytes, piece.ended - piece.started)
         return piece
 
     async def _retrying(self, plan: TablePlan, block_range: BlockRange | None) -> _Piece:
+        """Seconds run from the first attempt: lock waits and retries are part of the time."""
         label = plan.table.key + (block_range.label() if block_range else "")
         async with self.limiter:
-            return await with_retry(
-                lambda: self._unit(plan, block_range, label), what=label, attempts=self.options.retries
-            )
+            started = time.monotonic()
+            return await self._retry(lambda: self._unit(plan, block_range, label, started), label)
 
     async def _start_split(self, plan: TablePlan) -> None:
-        async with self.limiter, self.pool.acquire() as tgt, tgt.transaction():
-            await tgt.execute(f"TRUNCATE ONLY {plan.table.ident}")
-            await state.mark(tgt, plan.table.key, "started", snapshot=self.snap.snapshot_id)
+        async with self.limiter, self.pool.acquire() as tgt:
+            try:
+                await self._begin(tgt)
+                await tgt.execute(f"TRUNCATE ONLY {plan.table.ident}")
+                await tgt.execute(f"DELETE FROM {RANGES_TABLE} WHERE table_name = $1", plan.table.key)
+                await state.mark(tgt, plan.table.key, "started", snapshot=self.snap.snapshot_id)
+                await tgt.execute("COMMIT")
+            except BaseException:
+                _drop(tgt)
+                raise
 
     async def _copy_ranges(self, plan: TablePlan) -> list[_Piece]:
-        await with_retry(lambda: self._start_split(plan), what=plan.table.key, attempts=self.options.retries)
+        await self._retry(lambda: self._start_split(plan), plan.table.key)
         pieces: list[_Piece] = []
 
         async def one(block_range: BlockRange) -> None:
@@ -290,8 +405,8 @@ class _Run:
         the time it waited for a free job slot."""
         try:
             pieces = await self._copy_ranges(plan) if plan.split else [await self._retrying(plan, None)]
-        except asyncpg.PostgresError as exc:
-            raise _copy_failed(plan, exc) from None
+        except UNIT_FAILURES as exc:
+            raise _copy_failed(plan, exc, self.options, self.guard) from None
         rows, nbytes = sum(p.rows for p in pieces), sum(p.bytes for p in pieces)
         seconds = round(max(p.ended for p in pieces) - min(p.started for p in pieces), 3)
         if plan.split:
@@ -319,6 +434,30 @@ async def copy_tables(snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, optio
     """Load the plan: set triggers/FKs/indexes aside, copy N units at a time, put them back,
     refresh materialized views. On failure or cancellation everything stays resumable
     (state and set-aside definitions are on the target); rerun with `--resume`."""
+    async with run_guard(target, source=snap.url, jobs=options.jobs) as running:
+        options.jobs = running.jobs or options.jobs
+        return await _copy_tables(snap, target, plan, options, running)
+
+
+async def _set_aside(pool: asyncpg.Pool, plan: CopyPlan, options: CopyOptions) -> guard.GuardSummary:
+    """DDL on tables others may be using: bounded lock waits, redone whole (it is one transaction)."""
+    async def attempt() -> guard.GuardSummary:
+        async with pool.acquire() as conn:
+            await conn.execute("SELECT set_config('lock_timeout', $1, false)", f"{int(options.lock_timeout * 1000)}ms")
+            return await guard.set_aside(conn, [p.table.ident for p in plan.tables], drop_indexes=options.drop_indexes)
+
+    try:
+        return await with_retry(attempt, what="set_aside", attempts=options.retries, first_delay=options.retry_delay)
+    except asyncpg.LockNotAvailableError:
+        raise MigrationError(
+            f"target: could not lock the tables to set triggers, foreign keys and indexes aside within "
+            f"{options.retries} waits of {options.lock_timeout:g} s (see the 'waiting for lock' lines above)",
+            "end the sessions holding those locks or let them finish (or raise --lock-timeout), then rerun",
+        ) from None
+
+
+async def _copy_tables(snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, options: CopyOptions,
+                       running: RunGuard) -> CopyReport:
     watch = Stopwatch()
     progress = options.progress or LogProgress()
     # Same session settings as the source readers (ISO dates, UTC, no statement_timeout), so
@@ -327,10 +466,11 @@ async def copy_tables(snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, optio
     try:
         async with pool.acquire() as conn:
             await state.ensure_schema(conn)
+            await conn.execute(_RANGES_DDL)
             if not options.resume:
                 await state.forget(conn, plan.keys)
-            aside = await guard.set_aside(conn, [p.table.ident for p in plan.tables], drop_indexes=options.drop_indexes)
-        run = _Run(snap, pool, options, progress, anyio.CapacityLimiter(options.jobs))
+        aside = await _set_aside(pool, plan, options)
+        run = _Run(snap, pool, options, progress, anyio.CapacityLimiter(options.jobs), running)
         async with task_group() as tg:
             for table_plan in sorted(plan.tables, key=lambda p: p.table.bytes, reverse=True):
                 tg.start_soon(run.copy_table, table_plan)

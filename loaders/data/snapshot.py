@@ -8,7 +8,13 @@ anything, and writes on the source during the copy are simply invisible.
 
 Behind a pooler in transaction mode (pgbouncer, Supavisor on 6543) the import lands on a
 different backend than the export, or the exporting transaction is gone: the server then
-says "invalid snapshot identifier". That is turned into a one-line explanation with the fix.
+says "invalid snapshot identifier". That is turned into a one-line explanation with the fix —
+unless the coordinator's own session is what ended (terminated by an admin, a timeout, a
+source restart): then that is what the message says.
+
+The coordinator is closed on every way out of `open_snapshot` (error, Ctrl-C, cancellation),
+and dropped outright when a polite close does not finish, so the source never keeps an
+idle-in-transaction session of ours holding back its vacuum.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import anyio
 import asyncpg
 import structlog
 
-from loaders.connect import connect, create_pool
+from loaders.connect import close_quietly, connect, create_pool
 from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError
 
@@ -70,6 +76,27 @@ def _pooler_error(url: DatabaseUrl, exc: BaseException) -> MigrationError:
     )
 
 
+def _coordinator_gone(url: DatabaseUrl, pid: int | None) -> MigrationError:
+    return MigrationError(
+        f"source {url.safe}: the session holding the exported snapshot (pid {pid or '?'}) ended during the run "
+        "(terminated by pg_terminate_backend, a session timeout or a server restart), so no further table "
+        "can be read from the same snapshot",
+        "make sure nothing ends the tool's sessions on the source, then rerun with --resume "
+        "(tables already copied are kept)",
+    )
+
+
+async def _session_alive(conn: asyncpg.Connection, pid: int | None) -> bool:
+    """Asked from a reader whose snapshot import failed (its transaction must be ended first)."""
+    if pid is None:
+        return True
+    try:
+        await conn.execute("ROLLBACK")
+        return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)", pid))
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        return True  # can't tell: keep the usual explanation
+
+
 @dataclass
 class Snapshot:
     """An open exported snapshot; `reader()` hands out connections that see exactly it."""
@@ -79,6 +106,7 @@ class Snapshot:
     coordinator: asyncpg.Connection
     pool: asyncpg.Pool
     server_version: int  # server_version_num, e.g. 150012
+    coordinator_pid: int | None = None
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[asyncpg.Connection]:
@@ -90,6 +118,8 @@ class Snapshot:
                     await conn.execute(f"SET TRANSACTION SNAPSHOT '{self.snapshot_id}'")
                 except (asyncpg.ObjectNotInPrerequisiteStateError, asyncpg.InvalidParameterValueError,
                         asyncpg.InvalidSQLStatementNameError) as exc:
+                    if self.coordinator.is_closed() or not await _session_alive(conn, self.coordinator_pid):
+                        raise _coordinator_gone(self.url, self.coordinator_pid) from None
                     raise _pooler_error(self.url, exc) from None
                 yield conn
             finally:
@@ -100,10 +130,12 @@ async def _end_read(conn: asyncpg.Connection) -> None:
     """Roll back even when cancelled (Ctrl-C); a connection stuck mid-COPY is dropped instead."""
     with anyio.CancelScope(shield=True):
         try:
-            if not conn.is_closed():
-                await conn.execute("ROLLBACK")
+            await conn.execute("ROLLBACK")
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-            conn.terminate()
+            try:
+                conn.terminate()
+            except asyncpg.InterfaceError:
+                pass  # it died on its own and is already back in the pool
 
 
 async def _close_pool(pool: asyncpg.Pool) -> None:
@@ -136,10 +168,9 @@ async def open_snapshot(source: DatabaseUrl, *, readers: int = 4) -> AsyncIterat
         pool = await create_pool(source, max(1, readers), setup=apply_canonical)
         try:
             log.info("snapshot_exported", snapshot=snapshot_id, server_version=version)
-            yield Snapshot(source, snapshot_id, coordinator, pool, version)
+            yield Snapshot(source, snapshot_id, coordinator, pool, version, coordinator.get_server_pid())
         finally:
             with anyio.CancelScope(shield=True):
                 await _close_pool(pool)
     finally:
-        with anyio.CancelScope(shield=True):
-            await coordinator.close(timeout=5)
+        await close_quietly(coordinator)  # ends the exporting transaction with the session
