@@ -1,4 +1,5 @@
-"""`copy`: stream every selected table from one source snapshot into the target, then sequences."""
+"""`copy`: stream every selected table from one source snapshot into the target, then sequences;
+`copy --restore`: put back what a crashed run left set aside (triggers, indexes, FKs)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,18 @@ import sys
 import anyio
 
 from automation.commands.report import write_report
-from loaders.data.copy import FORMATS, CopyOptions, CopyReport, build_copy_plan, copy_tables, default_jobs
+from loaders.data.catalog import TableRef, parse_schema_list, parse_table_list
+from loaders.data.copy import (
+    FORMATS,
+    CopyOptions,
+    CopyReport,
+    build_copy_plan,
+    copy_tables,
+    default_jobs,
+    restore_after_failure,
+)
 from automation.commands.urls import add_url_arguments, source_url, target_url
+from loaders.errors import MigrationError
 from loaders.progress import RichProgress, default_progress
 from loaders.data.sequences import sync_sequences
 from loaders.data.snapshot import open_snapshot
@@ -20,11 +31,35 @@ def csv(value: str) -> tuple[str, ...]:
     return tuple(part for part in (p.strip() for p in value.split(",")) if part)
 
 
+def schema_list(value: str) -> tuple[str, ...]:
+    """`--schemas`: SQL identifiers, comma-separated (`public,"App Data"`)."""
+    try:
+        return parse_schema_list(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; quote names with capitals, spaces or commas: '\"App Data\"'") from None
+
+
+def table_list(value: str) -> tuple[TableRef, ...]:
+    """`--tables`: qualified SQL names, comma-separated (`public.orders,"a.b".c`)."""
+    try:
+        return parse_table_list(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; write schema.table, quoting names with dots, capitals or "
+                                         "spaces: 'a.\"b.c\"'") from None
+
+
+def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--schemas`/`--tables`, one meaning for copy, verify and migrate."""
+    parser.add_argument("--schemas", type=schema_list, help="comma-separated schemas, SQL identifiers "
+                        "(default: all user schemas)")
+    parser.add_argument("--tables", type=table_list, help="comma-separated tables, schema.table or table, SQL "
+                        "identifiers: quote dots, capitals and spaces ('a.\"b.c\"'); a partitioned table means its partitions")
+
+
 def add_copy_arguments(parser: argparse.ArgumentParser) -> None:
     """Copy options, shared with `migrate`."""
     parser.add_argument("--jobs", type=int, default=default_jobs(), help="tables (or ranges) copied at once")
-    parser.add_argument("--schemas", type=csv, help="comma-separated schemas (default: all user schemas)")
-    parser.add_argument("--tables", type=csv, help="comma-separated tables (schema.table or table)")
+    add_selection_arguments(parser)
     parser.add_argument("--truncate", action="store_true", help="replace rows of non-empty target tables")
     parser.add_argument("--resume", action="store_true", help="skip tables an interrupted run finished")
     parser.add_argument("--format", choices=FORMATS, default="auto", help="COPY format (auto: binary when safe)")
@@ -54,8 +89,27 @@ async def run_copy(args: argparse.Namespace) -> CopyReport:
     return report
 
 
+def restore(args: argparse.Namespace) -> int:
+    """Only the target is touched: nothing is copied, the source isn't needed."""
+    summary = anyio.run(restore_after_failure, target_url(args))
+    write_report(args.report, {"restored": summary.restored, "restore_failed": [str(f) for f in summary.failed]})
+    restored = ", ".join(f"{len(v)} {k}(s)" for k, v in summary.restored.items()) or "nothing was set aside"
+    print(f"restored {restored}", file=sys.stderr)
+    if summary.failed:
+        raise MigrationError(f"{len(summary.failed)} object(s) could not be put back: "
+                             + "; ".join(str(f) for f in summary.failed[:3]),
+                             "fix the cause (e.g. the rows an FK rejects), then run `copy --restore` again")
+    return 0
+
+
 def handle(args: argparse.Namespace) -> int:
+    if args.restore:
+        return restore(args)
     report = anyio.run(run_copy, args)
+    if report.restore_failed:
+        raise MigrationError(f"the data is copied, but {len(report.restore_failed)} object(s) set aside for the "
+                             "load could not be put back: " + "; ".join(report.restore_failed[:3]),
+                             "fix the cause (e.g. the rows an FK rejects), then run `copy --restore`")
     print(f"copied {len(report.tables)} table(s), {report.rows} rows, {report.bytes} bytes in {report.seconds:.1f}s"
           + (f"; skipped {len(report.skipped)} already done" if report.skipped else ""), file=sys.stderr)
     return 0
@@ -66,7 +120,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_url_arguments(parser)
     add_copy_arguments(parser)
     parser.add_argument("--report", help="write the copy report as JSON to this file")
+    parser.add_argument("--restore", action="store_true",
+                        help="copy nothing: put back the triggers, indexes and foreign keys a crashed run left set aside")
     parser.set_defaults(handler=handle)
 
 
-__all__ = ["add_copy_arguments", "add_url_arguments", "copy_options", "csv", "register", "run_copy"]
+__all__ = ["add_copy_arguments", "add_selection_arguments", "add_url_arguments", "copy_options", "csv", "register",
+           "run_copy", "schema_list", "table_list"]

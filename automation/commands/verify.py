@@ -7,7 +7,7 @@ import argparse
 import anyio
 from rich.console import Console
 
-from automation.commands.copy import csv
+from automation.commands.copy import add_selection_arguments
 from automation.commands.urls import add_url_arguments, source_url, target_url
 from automation.commands.report import write_report
 from loaders.data.verify import VerifyReport, verify
@@ -32,8 +32,7 @@ def handle(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("verify", help="prove the target holds the same rows as the source")
     add_url_arguments(parser)
-    parser.add_argument("--schemas", type=csv, help="comma-separated schemas (default: all user schemas)")
-    parser.add_argument("--tables", type=csv, help="comma-separated tables")
+    add_selection_arguments(parser)
     parser.add_argument("--no-checksums", action="store_true", help="counts only (faster)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--report", help="also write the report as JSON to this file")

@@ -19,12 +19,12 @@ import structlog
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from loaders.data.catalog import Table, read_catalog, refuse_unreadable
+from loaders.data.catalog import Selection, Table, TableRef, refuse_unreadable, resolve_selection
 from loaders.concurrency import task_group
 from loaders.connect import create_pool
 from loaders.data.copy import default_jobs
 from loaders.dsn import DatabaseUrl
-from loaders.errors import VerificationMismatch
+from loaders.errors import MigrationError, VerificationMismatch
 from loaders.data.sequences import read_values
 from loaders.data.snapshot import Snapshot, apply_canonical, open_snapshot
 
@@ -175,7 +175,7 @@ async def verify(
     *,
     checksums: bool = True,
     schemas: Seq[str] | None = None,
-    tables: Seq[str] | None = None,
+    tables: Seq[TableRef | str] | None = None,
     jobs: int | None = None,
     source_measures: SourceMeasures | None = None,
 ) -> VerifyReport:
@@ -187,8 +187,11 @@ async def verify(
         async with open_snapshot(source, readers=jobs) as snap:
             return await verify(snap, target, checksums=checksums, schemas=schemas, tables=tables, jobs=jobs)
     async with source.reader() as src:
-        catalog = await read_catalog(src, schemas, tables)
+        catalog = await resolve_selection(src, Selection.of(schemas, tables), purpose="verify")
         await refuse_unreadable(src, catalog.tables, source.url.user)
+    if not catalog.tables and not catalog.sequences:  # a proof over nothing is not a proof
+        raise MigrationError("nothing to verify: the source has no tables or sequences in its user schemas",
+                             "check the --source URL (database name)")
     report = VerifyReport(checksums=checksums, snapshot_id=source.snapshot_id)
     pool = await create_pool(target, jobs, setup=apply_canonical)
     try:
@@ -209,11 +212,11 @@ async def verify(
 
 
 async def measure_source(snap: Snapshot, *, checksums: bool = True, schemas: Seq[str] | None = None,
-                         tables: Seq[str] | None = None, jobs: int | None = None) -> SourceMeasures:
+                         tables: Seq[TableRef | str] | None = None, jobs: int | None = None) -> SourceMeasures:
     """The source side of `verify` on its own, so `migrate` can run it while the target is
     busy building indexes (the source is idle then) instead of after."""
     async with snap.reader() as src:
-        catalog = await read_catalog(src, schemas, tables)
+        catalog = await resolve_selection(src, Selection.of(schemas, tables), purpose="verify")
     measured: SourceMeasures = {}
     limiter = anyio.CapacityLimiter(jobs or default_jobs())
 
