@@ -31,28 +31,33 @@ def csv(value: str) -> tuple[str, ...]:
     return tuple(part for part in (p.strip() for p in value.split(",")) if part)
 
 
-def schema_list(value: str) -> tuple[str, ...]:
-    """`--schemas`: SQL identifiers, comma-separated (`public,"App Data"`)."""
+def schema_list(value: str | None) -> tuple[str, ...] | None:
+    """`--schemas`: SQL identifiers, comma-separated (`public,"App Data"`). Bad input is a
+    one-line error (exit 1), like every other input the tool refuses."""
+    if value is None:
+        return None
     try:
         return parse_schema_list(value)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{exc}; quote names with capitals, spaces or commas: '\"App Data\"'") from None
+        raise MigrationError(f"--schemas: {exc}", "quote names with capitals, spaces or commas: '\"App Data\"'") from None
 
 
-def table_list(value: str) -> tuple[TableRef, ...]:
+def table_list(value: str | None) -> tuple[TableRef, ...] | None:
     """`--tables`: qualified SQL names, comma-separated (`public.orders,"a.b".c`)."""
+    if value is None:
+        return None
     try:
         return parse_table_list(value)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{exc}; write schema.table, quoting names with dots, capitals or "
-                                         "spaces: 'a.\"b.c\"'") from None
+        raise MigrationError(f"--tables: {exc}",
+                             "write schema.table, quoting names with dots, capitals or spaces: 'a.\"b.c\"'") from None
 
 
 def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--schemas`/`--tables`, one meaning for copy, verify and migrate."""
-    parser.add_argument("--schemas", type=schema_list, help="comma-separated schemas, SQL identifiers "
+    """`--schemas`/`--tables`, one meaning for copy, verify and migrate (parsed by `schema_list`/`table_list`)."""
+    parser.add_argument("--schemas", help="comma-separated schemas, SQL identifiers "
                         "(default: all user schemas)")
-    parser.add_argument("--tables", type=table_list, help="comma-separated tables, schema.table or table, SQL "
+    parser.add_argument("--tables", help="comma-separated tables, schema.table or table, SQL "
                         "identifiers: quote dots, capitals and spaces ('a.\"b.c\"'); a partitioned table means its partitions")
 
 
@@ -69,7 +74,7 @@ def add_copy_arguments(parser: argparse.ArgumentParser) -> None:
 
 def copy_options(args: argparse.Namespace) -> CopyOptions:
     return CopyOptions(
-        jobs=args.jobs, schemas=args.schemas, tables=args.tables, truncate=args.truncate, resume=args.resume,
+        jobs=args.jobs, schemas=schema_list(args.schemas), tables=table_list(args.tables), truncate=args.truncate, resume=args.resume,
         format=args.format, split_bytes=args.split_mb * 1024 * 1024, drop_indexes=not args.keep_indexes,
     )
 

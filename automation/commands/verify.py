@@ -7,7 +7,7 @@ import argparse
 import anyio
 from rich.console import Console
 
-from automation.commands.copy import add_selection_arguments
+from automation.commands.copy import add_selection_arguments, schema_list, table_list
 from automation.commands.urls import add_url_arguments, source_url, target_url
 from automation.commands.report import write_report
 from loaders.data.verify import VerifyReport, verify
@@ -15,7 +15,8 @@ from loaders.data.verify import VerifyReport, verify
 
 async def run_verify(args: argparse.Namespace) -> VerifyReport:
     source, target = source_url(args), target_url(args)
-    return await verify(source, target, checksums=not args.no_checksums, schemas=args.schemas, tables=args.tables)
+    return await verify(source, target, checksums=not args.no_checksums, schemas=schema_list(args.schemas),
+                        tables=table_list(args.tables))
 
 
 def handle(args: argparse.Namespace) -> int:
