@@ -7,12 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import anyio
 import pytest
-import structlog
 
-from automation.cli import main
 from loaders.data.catalog import Selection, TableRef, parse_schema_list, parse_table_list, table_key
+from tests.names_support import cli, fresh_logging  # noqa: F401 - fixture
 from tests.datakit import fetchrows, fetchval, run_sql
 
 # Two tables whose dotted join is the same string `a.b.c`, with different columns; each has a
@@ -43,16 +41,6 @@ INSERT INTO a."b.c" SELECT g, 'v ' || g, 1 + g % 50 FROM generate_series(1, 80) 
 UPDATE "a.b".c SET w = id + 10;
 """
 BOTH = ('"a.b".c', 'a."b.c"')
-
-
-@pytest.fixture(autouse=True)
-def _fresh_logging():
-    yield
-    structlog.reset_defaults()
-
-
-async def cli(argv: list[str]) -> int:
-    return await anyio.to_thread.run_sync(main, argv)
 
 
 async def _guard_state(url: str) -> dict[str, object]:

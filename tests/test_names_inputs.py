@@ -8,30 +8,13 @@ from __future__ import annotations
 import json
 import secrets
 
-import anyio
 import asyncpg
 import pytest
-import structlog
 
-from automation.cli import main
 from loaders.localpg import LocalPostgres
 from tests.conftest import create_database
+from tests.names_support import cli, fresh_logging, last_line  # noqa: F401 - fixture
 from tests.datakit import copy_all, fetchval, prepare, run_sql
-
-
-@pytest.fixture(autouse=True)
-def _fresh_logging():
-    yield
-    structlog.reset_defaults()
-
-
-async def cli(argv: list[str]) -> int:
-    return await anyio.to_thread.run_sync(main, argv)
-
-
-def last_line(err: str) -> str:
-    """The one line the CLI prints for an error (log lines are JSON)."""
-    return [line for line in err.splitlines() if line.strip() and not line.startswith("{")][-1]
 
 
 async def target_fingerprint(url: str) -> str:

@@ -13,20 +13,9 @@ from pathlib import Path
 import anyio
 import asyncpg
 import pytest
-import structlog
 
-from automation.cli import main
+from tests.names_support import cli, fresh_logging, last_line  # noqa: F401 - fixture
 from tests.datakit import copy_all, fetchrows, fetchval, prepare, run_sql
-
-
-@pytest.fixture(autouse=True)
-def _fresh_logging():
-    yield
-    structlog.reset_defaults()
-
-
-async def cli(argv: list[str]) -> int:
-    return await anyio.to_thread.run_sync(main, argv)
 
 
 TABLES = r"""
@@ -86,7 +75,7 @@ async def test_one_failing_fk_and_index_leave_every_trigger_enabled_and_every_ot
     capsys.readouterr()
     assert await cli(["copy", "--source", source_db, "--target", target_db, "--jobs", "2",
                       "--report", str(report_file)]) == 1
-    line = [x for x in capsys.readouterr().err.splitlines() if x.strip() and not x.startswith("{")][-1]
+    line = last_line(capsys.readouterr().err)
     assert "2 object(s) set aside for the load could not be put back" in line and "copy --restore" in line
 
     # every trigger is back in its own mode (the user's disabled one stays disabled) ...
@@ -137,7 +126,7 @@ async def test_a_failed_copy_still_restores(source_db: str, target_db: str, caps
                   .replace("CREATE UNIQUE INDEX p_code_uq ON p (code);", ""))
     capsys.readouterr()
     assert await cli(["copy", "--source", source_db, "--target", target_db, "--jobs", "2"]) == 1
-    line = [x for x in capsys.readouterr().err.splitlines() if x.strip() and not x.startswith("{")][-1]
+    line = last_line(capsys.readouterr().err)
     assert "copying public.c1" in line and "StringDataRightTruncation" in line
     assert await _trigger_modes(target_db) == TRIGGER_MODES
     assert await _constraints(target_db) == [("c2_fk", True), ("c3_fk", True)]
