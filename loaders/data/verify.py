@@ -189,12 +189,12 @@ async def verify(
     async with source.reader() as src:
         catalog = await resolve_selection(src, Selection.of(schemas, tables), purpose="verify")
         await refuse_unreadable(src, catalog.tables, source.url.user)
-    if not catalog.tables and not catalog.sequences:  # a proof over nothing is not a proof
-        raise MigrationError("nothing to verify: the source has no tables or sequences in its user schemas",
-                             "check the --source URL (database name)")
     report = VerifyReport(checksums=checksums, snapshot_id=source.snapshot_id)
     pool = await create_pool(target, jobs, setup=apply_canonical)
-    try:
+    try:  # the target is connected first: a bad target URL or CA is the error to report
+        if not catalog.tables and not catalog.sequences:  # a proof over nothing is not a proof
+            raise MigrationError("nothing to verify: the source has no tables or sequences in its user schemas",
+                                 "check the --source URL (database name)")
         limiter = anyio.CapacityLimiter(jobs)
 
         async def one(table: Table) -> None:
