@@ -4,7 +4,9 @@ The order is what makes it fast and safe: tables first (no indexes, constraints 
 triggers on the dump path), then the data from one exported snapshot, then indexes and
 constraints built once over full tables, then sequences and verification inside the same
 snapshot, so the proof compares the target with exactly the state that was copied.
-A schema that does not match the source stops the run *before* any row is written.
+A schema that does not match the source stops the run *before* any row is written, and
+inputs that can be checked (the selection, connections, privileges) are checked before the
+first statement reaches the target: a typo in `--tables` must not leave schemas behind.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from loaders.data.copy import CopyOptions, CopyReport, build_copy_plan, copy_tab
 from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError, VerificationMismatch
 from loaders.live import ensure_not_live, read_baseline
+from loaders.data.catalog import refuse_unreadable, refuse_unwritable, resolve_selection
 from loaders.redaction import scrub_value
 from loaders.runguard import run_guard
 from loaders.schema.stage import SchemaFailed, SchemaOptions, SchemaReport, finish_schema, prepare_schema
@@ -153,6 +156,16 @@ class MigrationFailed(MigrationError):
         self.report = report
 
 
+async def check_inputs(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOptions) -> None:
+    """Reads only, on both servers: the selection resolves to tables the source role may read,
+    and the target role may create and load them. Raises the one-line error otherwise."""
+    async with connection(source) as src:
+        catalog = await resolve_selection(src, options.copy.selection, purpose="migrate")
+        await refuse_unreadable(src, catalog.tables, source.user)
+    async with connection(target) as tgt:
+        await refuse_unwritable(tgt, catalog.tables, target.user, will_create=True)
+
+
 async def migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOptions) -> MigrationReport:
     """Run the whole pipeline; returns the report (call `raise_for_mismatch` for exit 2).
     A failure raises `MigrationFailed` carrying the report so far. One run per target at a time
@@ -181,6 +194,7 @@ async def _migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOpt
     previous = await last_verified_run(target)
     await ensure_not_live(target, previous.report if previous else None)
     phases = _Phases(report)
+    await check_inputs(source, target, options)
     # Rows the migration files wrote are replaced by the source's: the copy refills them.
     report.schema = await prepare_schema(source, target, replace(options.schema, refill_from_source=True))
     phases.done("schema")
@@ -191,6 +205,12 @@ async def _migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOpt
         plan = await build_copy_plan(snap, target, options.copy)
         report.copy = await copy_tables(snap, target, plan, options.copy)
         phases.done("copy")
+        if report.copy.restore_failed:
+            raise MigrationError(
+                f"the data is copied, but {len(report.copy.restore_failed)} object(s) set aside for the load could "
+                "not be put back: " + "; ".join(report.copy.restore_failed[:3]),
+                "fix the cause (e.g. the rows an FK rejects), then `copy --restore` and rerun with --resume",
+            )
         measured: SourceMeasures = {}
 
         async def post_data() -> None:

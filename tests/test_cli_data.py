@@ -87,7 +87,7 @@ async def test_catalog_reads_what_to_copy(source_db: str, target_db: str) -> Non
     finally:
         await conn.close()
     keys = {t.key for t in catalog.tables}
-    assert keys == {'App Data.Weird "Name" T', "public.customers", "public.orders", "public.audit", "public.events_2024", "public.events_2025",
+    assert keys == {'"App Data"."Weird ""Name"" T"', "public.customers", "public.orders", "public.audit", "public.events_2024", "public.events_2025",
                     "public.bulk", "public.event_log", "public.profiles"}
     orders = catalog.table("public.orders")
     assert orders is not None and "doubled" not in orders.column_names and "id" in orders.column_names

@@ -12,7 +12,7 @@ from tests.datakit import copy_all, fetchval, prepare, row_texts, run_sql
 # report key → SQL name
 TABLES = {name: name for name in ("public.customers", "public.orders", "public.audit", "public.events_2024",
                                   "public.events_2025", "public.bulk", "public.event_log", "public.profiles")}
-TABLES['App Data.Weird "Name" T'] = '"App Data"."Weird ""Name"" T"'
+TABLES['"App Data"."Weird ""Name"" T"'] = '"App Data"."Weird ""Name"" T"'
 SEQUENCES = ("customers_id_seq", "orders_id_seq", "audit_id_seq", "standalone_seq", "unused_seq")
 
 
@@ -49,7 +49,7 @@ async def test_trigger_silent_fks_and_indexes_restored(source_db: str, target_db
         "public.events_2024: events_log", "public.events_2025: events_log", "public.orders: orders_audit"]
     assert report.set_aside["foreign_key"] == ["public.events: events_customer_id_fkey",
                                                "public.orders: orders_customer_id_fkey"]
-    assert report.set_aside["index"] == ['App Data.Weird "Name" T: Weird idx', "public.orders: orders_at_idx"]
+    assert report.set_aside["index"] == ['"App Data"."Weird ""Name"" T": Weird idx', "public.orders: orders_at_idx"]
     # the AFTER INSERT triggers did not fire during the load (on a plain table and on partitions
     # through a trigger cloned from the partitioned parent): the logs hold exactly the source's rows
     assert await row_texts(target_db, "public.audit") == await row_texts(source_db, "public.audit")
@@ -124,7 +124,7 @@ async def test_source_role_that_cannot_read_everything_is_refused(pg15, source_d
         ALTER TABLE customers ENABLE ROW LEVEL SECURITY;
         CREATE POLICY only_some ON customers FOR SELECT USING (id < 10);""")
     reader_url = pg15.url(database, user="app_reader", password="reader-pw-123")
-    with pytest.raises(MigrationError, match='may not read App Data.Weird "Name" T'):
+    with pytest.raises(MigrationError, match='may not read "App Data"."Weird ""Name"" T"'):
         await copy_all(reader_url, target_db, jobs=1)
     await run_sql(source_db, 'GRANT USAGE ON SCHEMA "App Data" TO app_reader; '
                              'GRANT SELECT ON ALL TABLES IN SCHEMA "App Data" TO app_reader')

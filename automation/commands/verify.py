@@ -8,7 +8,7 @@ import anyio
 from rich.console import Console
 
 from automation import terminal as term
-from automation.commands.copy import csv
+from automation.commands.copy import add_selection_arguments, schema_list, table_list
 from automation.commands.options import add_proof_argument
 from automation.commands.urls import add_url_arguments, source_url, target_url
 from automation.commands.report import write_report
@@ -17,7 +17,8 @@ from loaders.data.verify import VerifyReport, verify
 
 async def run_verify(args: argparse.Namespace) -> VerifyReport:
     source, target = source_url(args), target_url(args)
-    return await verify(source, target, proof=args.proof, repair=args.repair, schemas=args.schemas, tables=args.tables)
+    return await verify(source, target, proof=args.proof, repair=args.repair, schemas=schema_list(args.schemas),
+                        tables=table_list(args.tables))
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -37,8 +38,7 @@ def handle(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("verify", help="prove the target holds the same rows as the source")
     add_url_arguments(parser)
-    parser.add_argument("--schemas", type=csv, help="comma-separated schemas (default: all user schemas)")
-    parser.add_argument("--tables", type=csv, help="comma-separated tables")
+    add_selection_arguments(parser)
     add_proof_argument(parser)
     parser.add_argument("--repair", action="store_true",
                         help="copy again only the key ranges that differ (tables with a primary key), then verify again")

@@ -33,7 +33,7 @@ import asyncpg
 import structlog
 
 from loaders.data import guard, state
-from loaders.data.catalog import Catalog, Table, missing_schemas, read_catalog, refuse_unreadable
+from loaders.data.catalog import Catalog, Selection, Table, TableRef, read_catalog, refuse_unreadable, refuse_unwritable, resolve_selection
 from loaders.concurrency import PeerClosed, Stalled, task_group, with_retry
 from loaders.connect import connection, create_pool, too_many_connections
 from loaders.dsn import DatabaseUrl
@@ -70,7 +70,7 @@ def default_jobs() -> int:
 class CopyOptions:
     jobs: int = field(default_factory=default_jobs)
     schemas: tuple[str, ...] | None = None
-    tables: tuple[str, ...] | None = None
+    tables: tuple[TableRef, ...] | None = None  # names in SQL syntax are parsed too
     truncate: bool = False
     resume: bool = False
     format: str = "auto"  # auto = binary when every column type allows it, else text
@@ -86,6 +86,7 @@ class CopyOptions:
     progress: CopyProgress | None = None
 
     def __post_init__(self) -> None:
+        self.tables = Selection.of(tables=self.tables).tables
         if self.format not in FORMATS:
             raise MigrationError(f"unknown copy format {self.format!r}", f"use one of {', '.join(FORMATS)}")
         if self.jobs < 1:
@@ -93,6 +94,10 @@ class CopyOptions:
         if self.stall_seconds <= 0 or self.lock_timeout <= 0:
             raise MigrationError("--stall-timeout and --lock-timeout must be positive seconds",
                                  "use e.g. --stall-timeout 300 --lock-timeout 30")
+
+    @property
+    def selection(self) -> Selection:
+        return Selection.of(self.schemas, self.tables)
 
 
 @dataclass
@@ -137,6 +142,7 @@ class CopyReport:
     set_aside: dict[str, list[str]]
     restored: dict[str, list[str]]
     matviews_refreshed: list[str]
+    restore_failed: list[str] = field(default_factory=list)  # still set aside: `copy --restore` after a fix
 
     @property
     def rows(self) -> int:
@@ -175,7 +181,7 @@ def _format(table: Table, target: Table, options: CopyOptions) -> str:
 
 
 def _check_targets(catalog: Catalog, target_catalog: Catalog) -> None:
-    missing = [t.key for t in catalog.tables if target_catalog.table(t.key) is None]
+    missing = [t.key for t in catalog.tables if target_catalog.table(t.ref) is None]
     if missing:
         raise MigrationError(
             f"target has no table {', '.join(missing)}",
@@ -183,7 +189,7 @@ def _check_targets(catalog: Catalog, target_catalog: Catalog) -> None:
         )
     bad = []
     for t in catalog.tables:
-        target_cols = {c.name for c in target_catalog.table(t.key).columns}  # type: ignore[union-attr]
+        target_cols = {c.name for c in target_catalog.table(t.ref).columns}  # type: ignore[union-attr]
         lacking = [c for c in t.column_names if c not in target_cols]
         if lacking:
             bad.append(f"{t.key} ({', '.join(lacking)})")
@@ -205,21 +211,14 @@ async def _non_empty(conn: asyncpg.Connection, tables: Sequence[Table]) -> list[
 async def build_copy_plan(snap: Snapshot, target: DatabaseUrl, options: CopyOptions) -> CopyPlan:
     """What will be copied, how, and in which order (largest first). Writes nothing anywhere."""
     async with snap.reader() as src:
-        unknown_schemas = await missing_schemas(src, options.schemas or ())
-        if unknown_schemas:
-            raise MigrationError(f"source has no schema {', '.join(unknown_schemas)}", "check --schemas")
-        catalog = await read_catalog(src, options.schemas, options.tables)
+        catalog = await resolve_selection(src, options.selection)
         await refuse_unreadable(src, catalog.tables, snap.url.user)
-    if options.tables:
-        found = {t.key for t in catalog.tables} | {t.name for t in catalog.tables}
-        unknown = [name for name in options.tables if name not in found]
-        if unknown:
-            raise MigrationError(f"source has no table {', '.join(unknown)}", "check --tables and --schemas")
     async with connection(target) as conn:
         schemas = sorted({t.schema for t in catalog.tables})
         target_catalog = await read_catalog(conn, schemas) if schemas else Catalog()
         _check_targets(catalog, target_catalog)
-        progress = await state.read_copy_state(conn)
+        await refuse_unwritable(conn, catalog.tables, target.user, will_create=False)
+        progress = await state.read_copy_state(conn, [t.key for t in catalog.tables]) if options.resume else {}
         done = [t.key for t in catalog.tables if options.resume and progress.get(t.key) == "done"]
         todo = [t for t in catalog.tables if t.key not in done]
         ours = {t.key for t in todo if options.resume and progress.get(t.key) == "started"}
@@ -231,7 +230,7 @@ async def build_copy_plan(snap: Snapshot, target: DatabaseUrl, options: CopyOpti
                     "pass --truncate to replace their rows, or --resume to continue an interrupted copy",
                 )
     plans = [
-        TablePlan(t, _format(t, target_catalog.table(t.key), options), _ranges(t, options, snap.server_version))  # type: ignore[arg-type]
+        TablePlan(t, _format(t, target_catalog.table(t.ref), options), _ranges(t, options, snap.server_version))  # type: ignore[arg-type]
         for t in todo
     ]
     return CopyPlan(catalog, plans, done, snap.snapshot_id)
@@ -432,28 +431,12 @@ async def _refresh_matviews(pool: asyncpg.Pool, plan: CopyPlan) -> list[str]:
 
 async def copy_tables(snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, options: CopyOptions) -> CopyReport:
     """Load the plan: set triggers/FKs/indexes aside, copy N units at a time, put them back,
-    refresh materialized views. On failure or cancellation everything stays resumable
-    (state and set-aside definitions are on the target); rerun with `--resume`."""
+    refresh materialized views. The load guard puts everything back on every way out (a
+    failure or Ctrl-C too); what could not go back is in `restore_failed` and the bookkeeping.
+    Copy state stays on the target, so a failed run continues with `--resume`."""
     async with run_guard(target, source=snap.url, jobs=options.jobs) as running:
         options.jobs = running.jobs or options.jobs
         return await _copy_tables(snap, target, plan, options, running)
-
-
-async def _set_aside(pool: asyncpg.Pool, plan: CopyPlan, options: CopyOptions) -> guard.GuardSummary:
-    """DDL on tables others may be using: bounded lock waits, redone whole (it is one transaction)."""
-    async def attempt() -> guard.GuardSummary:
-        async with pool.acquire() as conn:
-            await conn.execute("SELECT set_config('lock_timeout', $1, false)", f"{int(options.lock_timeout * 1000)}ms")
-            return await guard.set_aside(conn, [p.table.ident for p in plan.tables], drop_indexes=options.drop_indexes)
-
-    try:
-        return await with_retry(attempt, what="set_aside", attempts=options.retries, first_delay=options.retry_delay)
-    except asyncpg.LockNotAvailableError:
-        raise MigrationError(
-            f"target: could not lock the tables to set triggers, foreign keys and indexes aside within "
-            f"{options.retries} waits of {options.lock_timeout:g} s (see the 'waiting for lock' lines above)",
-            "end the sessions holding those locks or let them finish (or raise --lock-timeout), then rerun",
-        ) from None
 
 
 async def _copy_tables(snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, options: CopyOptions,
@@ -469,12 +452,16 @@ async def _copy_tables(snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, opti
             await conn.execute(_RANGES_DDL)
             if not options.resume:
                 await state.forget(conn, plan.keys)
-        aside = await _set_aside(pool, plan, options)
         run = _Run(snap, pool, options, progress, anyio.CapacityLimiter(options.jobs), running)
-        async with task_group() as tg:
-            for table_plan in sorted(plan.tables, key=lambda p: p.table.bytes, reverse=True):
-                tg.start_soon(run.copy_table, table_plan)
-        restored = await guard.restore_load_guard(pool, jobs=options.jobs)
+        load_guard = guard.LoadGuard(pool, [p.table.ident for p in plan.tables], drop_indexes=options.drop_indexes,
+                                     jobs=options.jobs, lock_timeout=options.lock_timeout, attempts=options.retries,
+                                     retry_delay=options.retry_delay)
+        try:
+            async with load_guard, task_group() as tg:
+                for table_plan in sorted(plan.tables, key=lambda p: p.table.bytes, reverse=True):
+                    tg.start_soon(run.copy_table, table_plan)
+        except MigrationError as exc:
+            raise _with_restore_failures(exc, load_guard.summary) from None
         refreshed = await _refresh_matviews(pool, plan) if options.refresh_matviews and not options.tables else []
     except BaseException:
         pool.terminate()
@@ -482,17 +469,27 @@ async def _copy_tables(snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, opti
     await pool.close()
     report = CopyReport(
         sorted(run.results, key=lambda r: r.table), plan.already_done, round(watch.seconds, 3), options.jobs,
-        aside.set_aside, restored.restored, refreshed,
+        load_guard.summary.set_aside, load_guard.summary.restored, refreshed,
+        [str(f) for f in load_guard.summary.failed],
     )
     log.info("copy_finished", tables=len(report.tables), rows=report.rows, bytes=report.bytes, seconds=report.seconds)
     return report
 
 
-async def restore_after_failure(target: DatabaseUrl) -> dict[str, list[str]]:
-    """Put back triggers/FKs/indexes a failed run set aside, without copying anything."""
+def _with_restore_failures(exc: MigrationError, summary: guard.GuardSummary) -> MigrationError:
+    """The copy's own error stays the cause; objects that also could not go back are named in the fix."""
+    if summary.ok:
+        return exc
+    still = f"{len(summary.failed)} object(s) set aside could not be put back ({summary.failed[0]}); " \
+            "after fixing, `copy --restore` puts them back"
+    return MigrationError(exc.cause, f"{exc.fix}; {still}" if exc.fix else still)
+
+
+async def restore_after_failure(target: DatabaseUrl) -> guard.GuardSummary:
+    """Put back triggers/FKs/indexes a crashed or failed run left set aside, copying nothing."""
     pool = await create_pool(target, 2)
     try:
-        return (await guard.restore_load_guard(pool)).restored
+        return await guard.restore_load_guard(pool)
     finally:
         await pool.close()
 

@@ -19,7 +19,7 @@ import structlog
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from loaders.data.catalog import Table, read_catalog, refuse_unreadable
+from loaders.data.catalog import Selection, Table, TableRef, refuse_unreadable, resolve_selection
 from loaders.data.chunks import differing_chunks
 from loaders.data.redo import redo_differences
 from loaders.data.checksum import DEFAULT_PROOF, Proof, TableKinds, column_kinds, measure_sql
@@ -27,7 +27,7 @@ from loaders.concurrency import task_group
 from loaders.connect import create_pool
 from loaders.data.copy import default_jobs
 from loaders.dsn import DatabaseUrl
-from loaders.errors import VerificationMismatch
+from loaders.errors import MigrationError, VerificationMismatch
 from loaders.data.sequences import read_values
 from loaders.data.snapshot import Snapshot, apply_canonical, open_snapshot
 
@@ -200,7 +200,7 @@ async def verify(
     *,
     proof: Proof = DEFAULT_PROOF,
     schemas: Seq[str] | None = None,
-    tables: Seq[str] | None = None,
+    tables: Seq[TableRef | str] | None = None,
     jobs: int | None = None,
     source_measures: SourceMeasures | None = None,
     repair: bool = False,
@@ -215,12 +215,15 @@ async def verify(
         async with open_snapshot(source, readers=jobs) as snap:
             return await verify(snap, target, proof=proof, schemas=schemas, tables=tables, jobs=jobs, repair=repair)
     async with source.reader() as src:
-        catalog = await read_catalog(src, schemas, tables)
+        catalog = await resolve_selection(src, Selection.of(schemas, tables), purpose="verify")
         await refuse_unreadable(src, catalog.tables, source.url.user)
         kinds = await column_kinds(src, catalog.tables)
     report = VerifyReport(proof=proof, snapshot_id=source.snapshot_id)
     pool = await create_pool(target, jobs, setup=apply_canonical)
-    try:
+    try:  # the target is connected first: a bad target URL or CA is the error to report
+        if not catalog.tables and not catalog.sequences:  # a proof over nothing is not a proof
+            raise MigrationError("nothing to verify: the source has no tables or sequences in its user schemas",
+                                 "check the --source URL (database name)")
         limiter = anyio.CapacityLimiter(jobs)
 
         async def one(table: Table) -> None:
@@ -246,11 +249,11 @@ async def verify(
 
 
 async def measure_source(snap: Snapshot, *, proof: Proof = DEFAULT_PROOF, schemas: Seq[str] | None = None,
-                         tables: Seq[str] | None = None, jobs: int | None = None) -> SourceMeasures:
+                         tables: Seq[TableRef | str] | None = None, jobs: int | None = None) -> SourceMeasures:
     """The source side of `verify` on its own, so `migrate` can run it while the target is
     busy building indexes (the source is idle then) instead of after."""
     async with snap.reader() as src:
-        catalog = await read_catalog(src, schemas, tables)
+        catalog = await resolve_selection(src, Selection.of(schemas, tables), purpose="verify")
         kinds = await column_kinds(src, catalog.tables)
     measured: SourceMeasures = {}
     limiter = anyio.CapacityLimiter(jobs or default_jobs())
