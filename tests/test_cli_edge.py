@@ -152,9 +152,9 @@ async def test_a_database_refusal_is_one_line_and_the_traceback_needs_debug(role
         assert password not in result.stdout + result.stderr
 
 
-async def test_an_os_error_is_one_line_with_the_path(source_db: str, tmp_path: Path) -> None:
+async def test_an_os_error_is_one_line_with_the_path(seeded_source: str, tmp_path: Path) -> None:
     """A report path that is a folder fails in the filesystem, not in our code: still one line."""
-    env = cli_env(SOURCE_DATABASE_URL=source_db, TARGET_DATABASE_URL=source_db)
+    env = cli_env(SOURCE_DATABASE_URL=seeded_source, TARGET_DATABASE_URL=seeded_source)
     result = run_cli("verify", "--report", str(tmp_path), env=env)
     assert result.returncode == 1, result.stderr
     [line] = error_lines(result.stderr)

@@ -181,7 +181,7 @@ async def test_repair_across_tables_with_odd_names_and_composite_keys(source_db:
     audit_before = await fetchrows(target_db, "SELECT count(*) FROM audit")
     report = await verify(parse_url(source_db, "source"), parse_url(target_db, "target"), repair=True)
     assert report.mismatches() == ["public.events_2024"]  # no key: reported, not guessed at
-    assert set(report.repaired) == {"public.orders", 'App Data.Weird "Name" T', "public.comp", "public.profiles"}
+    assert set(report.repaired) == {"public.orders", '"App Data"."Weird ""Name"" T"', "public.comp", "public.profiles"}
     assert report.repaired["public.comp"] == [
         "(a, b) from k ' \" ,2, 2024-01-04 00:00:00+00 to before k ' \" ,2, 2024-01-09 13:00:00+00"]
     assert await fetchrows(target_db, "SELECT count(*) FROM audit") == audit_before  # orders' trigger stayed quiet
