@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import structlog
 
+from loaders import bookkeeping
 from loaders.connect import connection
 from loaders.data.copy import CopyOptions, CopyReport, build_copy_plan, copy_tables
 from loaders.dsn import DatabaseUrl
@@ -25,13 +26,12 @@ from loaders.errors import VerificationMismatch
 from loaders.redaction import scrub_value
 from loaders.schema.stage import SchemaOptions, SchemaReport, finish_schema, prepare_schema
 from loaders.schema.diff import schema_catalog
-from loaders.data.sequences import SequenceValue, sync_sequences
+from loaders.data.sequences import SequenceSet, sync_sequences
 from loaders.data.snapshot import open_snapshot
-from loaders.supabase import BOOKKEEPING_SCHEMA
 from loaders.data.verify import SourceMeasures, VerifyReport, measure_source, verify
 
 log = structlog.get_logger(stage="migrate")
-RUNS_TABLE = f"{BOOKKEEPING_SCHEMA}.migration_runs"
+RUNS_TABLE = bookkeeping.MIGRATION_RUNS
 
 
 @dataclass
@@ -50,7 +50,7 @@ class MigrationReport:
     phases: dict[str, float] = field(default_factory=dict)
     schema: SchemaReport | None = None
     copy: CopyReport | None = None
-    sequences: list[SequenceValue] = field(default_factory=list)
+    sequences: list[SequenceSet] = field(default_factory=list)
     verify: VerifyReport | None = None
 
     @property
@@ -106,12 +106,7 @@ async def record_run(target: DatabaseUrl, report: MigrationReport) -> None:
     had when it was verified — what a later drift check compares against."""
     catalog = await schema_catalog(target)
     async with connection(target) as conn:
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {BOOKKEEPING_SCHEMA}")
-        await conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
-            "finished_at timestamptz NOT NULL DEFAULT now(), ok boolean NOT NULL, report jsonb NOT NULL, "
-            "schema_catalog jsonb NOT NULL)"
-        )
+        await bookkeeping.ensure_schema(conn, RUNS_TABLE)
         await conn.execute(f"INSERT INTO {RUNS_TABLE} (ok, report, schema_catalog) VALUES ($1, $2::jsonb, $3::jsonb)",
                            report.ok, report.to_json(), json.dumps(catalog))
 
@@ -161,10 +156,11 @@ async def migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOpti
             tg.start_soon(source_side)
         phases.done("post_data")
         report.sequences = await sync_sequences(snap, target, schemas=options.copy.schemas,
-                                                sequences=plan.catalog.sequences)
+                                                sequences=plan.catalog.sequences, values=plan.sequence_values)
         phases.done("sequences")
         report.verify = await verify(snap, target, checksums=options.checksums, schemas=options.copy.schemas,
-                                     tables=options.copy.tables, jobs=options.copy.jobs, source_measures=measured)
+                                     tables=options.copy.tables, jobs=options.copy.jobs, source_measures=measured,
+                                     large_objects=options.copy.large_objects)
         phases.done("verify")
     await record_run(target, report)
     log.info("migrated", ok=report.ok, seconds=round(report.seconds, 2),

@@ -30,12 +30,17 @@ def add_copy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="auto", help="COPY format (auto: binary when safe)")
     parser.add_argument("--split-mb", type=int, default=256, help="split tables at least this big into ranges")
     parser.add_argument("--keep-indexes", action="store_true", help="don't drop secondary indexes for the load")
+    parser.add_argument("--no-large-objects", action="store_true",
+                        help="don't copy large objects (the report warns; verify skips them too)")
+    parser.add_argument("--fresh-snapshot", action="store_true",
+                        help="re-copy every table from this run's snapshot (replaces what an earlier run copied)")
 
 
 def copy_options(args: argparse.Namespace) -> CopyOptions:
     return CopyOptions(
         jobs=args.jobs, schemas=args.schemas, tables=args.tables, truncate=args.truncate, resume=args.resume,
         format=args.format, split_bytes=args.split_mb * 1024 * 1024, drop_indexes=not args.keep_indexes,
+        large_objects=not args.no_large_objects, fresh_snapshot=args.fresh_snapshot,
     )
 
 
@@ -49,7 +54,7 @@ async def run_copy(args: argparse.Namespace) -> CopyReport:
             plan = await build_copy_plan(snap, target, options)
             report = await copy_tables(snap, target, plan, options)
             sequences = await sync_sequences(snap, target, schemas=options.schemas,
-                                             sequences=plan.catalog.sequences)
+                                             sequences=plan.catalog.sequences, values=plan.sequence_values)
     write_report(args.report, {**report.to_dict(), "sequences": [vars(s) for s in sequences]})
     return report
 
@@ -58,6 +63,8 @@ def handle(args: argparse.Namespace) -> int:
     report = anyio.run(run_copy, args)
     print(f"copied {len(report.tables)} table(s), {report.rows} rows, {report.bytes} bytes in {report.seconds:.1f}s"
           + (f"; skipped {len(report.skipped)} already done" if report.skipped else ""), file=sys.stderr)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

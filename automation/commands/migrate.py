@@ -39,6 +39,8 @@ def summarize(report: MigrationReport, report_path: Path | None) -> None:
     if report.copy is not None:
         console.print(f"copied {report.copy.rows} rows ({report.copy.bytes / 1e6:.1f} MB) from "
                       f"{len(report.copy.tables)} table(s); {len(report.copy.skipped)} already done")
+        for warning in report.copy.warnings:
+            console.print(f"warning: {warning}")
     console.print(f"{'verified' if report.ok else 'NOT verified'} in {report.seconds:.1f}s "
                   + " ".join(f"{k}={v:.1f}s" for k, v in report.phases.items()))
     if report_path is not None:

@@ -15,7 +15,8 @@ from loaders.data.verify import VerifyReport, verify
 
 async def run_verify(args: argparse.Namespace) -> VerifyReport:
     source, target = source_url(args), target_url(args)
-    return await verify(source, target, checksums=not args.no_checksums, schemas=args.schemas, tables=args.tables)
+    return await verify(source, target, checksums=not args.no_checksums, schemas=args.schemas, tables=args.tables,
+                        large_objects=not args.no_large_objects)
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -35,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--schemas", type=csv, help="comma-separated schemas (default: all user schemas)")
     parser.add_argument("--tables", type=csv, help="comma-separated tables")
     parser.add_argument("--no-checksums", action="store_true", help="counts only (faster)")
+    parser.add_argument("--no-large-objects", action="store_true",
+                        help="don't compare large objects (the report warns that they were not checked)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--report", help="also write the report as JSON to this file")
     parser.set_defaults(handler=handle)

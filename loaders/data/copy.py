@@ -25,12 +25,14 @@ import asyncpg
 import structlog
 
 from loaders.data import guard, state
+from loaders.data.large_objects import LargeObjectPlan, LargeObjectReport, copy_large_objects, plan_large_objects
 from loaders.data.catalog import Catalog, Table, missing_schemas, read_catalog, refuse_unreadable
 from loaders.concurrency import task_group, with_retry
 from loaders.connect import connection, create_pool
 from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError
 from loaders.progress import CopyProgress, LogProgress, Stopwatch
+from loaders.data.sequences import SequenceValue, read_at_snapshot
 from loaders.data.snapshot import Snapshot, apply_load_settings
 from loaders.data.stream import DEFAULT_BUFFER_CHUNKS, BlockRange, pipe
 
@@ -61,8 +63,13 @@ class CopyOptions:
     buffer_chunks: int = DEFAULT_BUFFER_CHUNKS
     retries: int = 4
     progress: CopyProgress | None = None
+    large_objects: bool = True  # False: skipped, with a warning in the report
+    fresh_snapshot: bool = False  # re-copy everything from this run's snapshot
 
     def __post_init__(self) -> None:
+        if self.fresh_snapshot:
+            # One snapshot for every table means nothing recorded counts and every table is replaced.
+            self.resume, self.truncate = False, True
         if self.format not in FORMATS:
             raise MigrationError(f"unknown copy format {self.format!r}", f"use one of {', '.join(FORMATS)}")
         if self.jobs < 1:
@@ -86,6 +93,22 @@ class CopyPlan:
     tables: list[TablePlan]
     already_done: list[str]  # skipped by --resume
     snapshot_id: str
+    # Source sequence values read in the coordinator right after the snapshot (see sequences.py).
+    sequence_values: list[SequenceValue] = field(default_factory=list)
+    large_objects: LargeObjectPlan = field(default_factory=LargeObjectPlan)
+    # Tables skipped by --resume that an earlier run copied under another snapshot: table → snapshot.
+    earlier_snapshots: dict[str, str | None] = field(default_factory=dict)
+
+    def warnings(self) -> list[str]:
+        if not self.earlier_snapshots:
+            return []
+        ids = sorted({s or "unknown" for s in self.earlier_snapshots.values()})
+        return [
+            f"resumed under a different snapshot: {len(self.earlier_snapshots)} table(s) were copied by an earlier "
+            f"run (snapshot {', '.join(ids)}), the rest now (snapshot {self.snapshot_id}); they agree only if the "
+            f"source did not change in between ({', '.join(sorted(self.earlier_snapshots))}). "
+            "Use --fresh-snapshot to copy every table from one snapshot"
+        ]
 
     @property
     def keys(self) -> list[str]:
@@ -111,6 +134,8 @@ class CopyReport:
     set_aside: dict[str, list[str]]
     restored: dict[str, list[str]]
     matviews_refreshed: list[str]
+    large_objects: LargeObjectReport | None = None
+    warnings: list[str] = field(default_factory=list)  # never silent: also logged and printed
 
     @property
     def rows(self) -> int:
@@ -142,6 +167,11 @@ def _ranges(table: Table, options: CopyOptions, server_version: int) -> list[Blo
 
 
 def _format(table: Table, target: Table, options: CopyOptions) -> str:
+    if table.text_only:
+        if options.format == "binary":
+            log.warning("format_text_forced", table=table.key, columns=table.text_only,
+                        reason="OID alias or aclitem columns have no portable binary form")
+        return "text"
     if options.format != "auto":
         return options.format
     same_types = [c.type for c in table.columns] == [target.column(c.name).type for c in table.columns]
@@ -195,6 +225,8 @@ async def build_copy_plan(snap: Snapshot, target: DatabaseUrl, options: CopyOpti
         _check_targets(catalog, target_catalog)
         progress = await state.read_copy_state(conn)
         done = [t.key for t in catalog.tables if options.resume and progress.get(t.key) == "done"]
+        recorded = await state.read_copy_snapshots(conn) if done else {}
+        earlier = {key: recorded.get(key) for key in done if recorded.get(key) != snap.snapshot_id}
         todo = [t for t in catalog.tables if t.key not in done]
         ours = {t.key for t in todo if options.resume and progress.get(t.key) == "started"}
         if not options.truncate:
@@ -204,11 +236,19 @@ async def build_copy_plan(snap: Snapshot, target: DatabaseUrl, options: CopyOpti
                     f"target table(s) not empty: {', '.join(occupied)} (nothing was written)",
                     "pass --truncate to replace their rows, or --resume to continue an interrupted copy",
                 )
+        async with snap.reader() as src:
+            lo_plan = await plan_large_objects(
+                src, conn, enabled=options.large_objects, selection=bool(options.tables),
+                resume=options.resume, replace=options.truncate)
     plans = [
         TablePlan(t, _format(t, target_catalog.table(t.key), options), _ranges(t, options, snap.server_version))  # type: ignore[arg-type]
         for t in todo
     ]
-    return CopyPlan(catalog, plans, done, snap.snapshot_id)
+    sequence_values = await read_at_snapshot(snap, catalog.sequences)
+    plan = CopyPlan(catalog, plans, done, snap.snapshot_id, sequence_values, lo_plan, earlier)
+    for warning in plan.warnings():
+        log.warning("mixed_snapshots", detail=warning)
+    return plan
 
 
 # ---------------------------------------------------------------- execution
@@ -315,6 +355,21 @@ async def _refresh_matviews(pool: asyncpg.Pool, plan: CopyPlan) -> list[str]:
     return refreshed
 
 
+async def _restore(pool: asyncpg.Pool, plan: CopyPlan, options: CopyOptions) -> guard.GuardSummary:
+    """Put back what was set aside; when tables from two snapshots meet, a foreign key that
+    fails validation most likely joins rows copied at different times: say which tables."""
+    try:
+        return await guard.restore_load_guard(pool, jobs=options.jobs)
+    except MigrationError as exc:
+        if not plan.earlier_snapshots:
+            raise
+        raise MigrationError(
+            f"{exc.cause}; tables copied under an earlier snapshot: {', '.join(sorted(plan.earlier_snapshots))} "
+            f"(the others under {plan.snapshot_id})",
+            "rerun with --fresh-snapshot to copy every table from one snapshot",
+        ) from None
+
+
 async def copy_tables(snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, options: CopyOptions) -> CopyReport:
     """Load the plan: set triggers/FKs/indexes aside, copy N units at a time, put them back,
     refresh materialized views. On failure or cancellation everything stays resumable
@@ -331,10 +386,17 @@ async def copy_tables(snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, optio
                 await state.forget(conn, plan.keys)
             aside = await guard.set_aside(conn, [p.table.ident for p in plan.tables], drop_indexes=options.drop_indexes)
         run = _Run(snap, pool, options, progress, anyio.CapacityLimiter(options.jobs))
+        lo_report: list[LargeObjectReport] = []
+
+        async def large_objects() -> None:
+            lo_report.append(await copy_large_objects(
+                snap, pool, plan.large_objects, limiter=run.limiter, progress=progress, retries=options.retries))
+
         async with task_group() as tg:
+            tg.start_soon(large_objects)  # in parallel with the tables, under the same job limit
             for table_plan in sorted(plan.tables, key=lambda p: p.table.bytes, reverse=True):
                 tg.start_soon(run.copy_table, table_plan)
-        restored = await guard.restore_load_guard(pool, jobs=options.jobs)
+        restored = await _restore(pool, plan, options)
         refreshed = await _refresh_matviews(pool, plan) if options.refresh_matviews and not options.tables else []
     except BaseException:
         pool.terminate()
@@ -342,7 +404,8 @@ async def copy_tables(snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, optio
     await pool.close()
     report = CopyReport(
         sorted(run.results, key=lambda r: r.table), plan.already_done, round(watch.seconds, 3), options.jobs,
-        aside.set_aside, restored.restored, refreshed,
+        aside.set_aside, restored.restored, refreshed, lo_report[0],
+        plan.warnings() + lo_report[0].warnings,
     )
     log.info("copy_finished", tables=len(report.tables), rows=report.rows, bytes=report.bytes, seconds=report.seconds)
     return report

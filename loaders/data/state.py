@@ -9,34 +9,13 @@ from __future__ import annotations
 
 import asyncpg
 
-from loaders.data.catalog import BOOKKEEPING_SCHEMA
+from loaders import bookkeeping
 
-SCHEMA = BOOKKEEPING_SCHEMA
-
-_DDL = f"""
-CREATE SCHEMA IF NOT EXISTS {SCHEMA};
-CREATE TABLE IF NOT EXISTS {SCHEMA}.copy_state (
-    table_name text PRIMARY KEY,
-    status     text NOT NULL CHECK (status IN ('started', 'done')),
-    rows       bigint,
-    bytes      bigint,
-    seconds    double precision,
-    snapshot   text,
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS {SCHEMA}.load_guard (
-    table_name text NOT NULL,
-    kind       text NOT NULL CHECK (kind IN ('index', 'foreign_key', 'trigger')),
-    name       text NOT NULL,
-    restore    text NOT NULL,
-    saved_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (table_name, kind, name)
-);
-"""
+SCHEMA = bookkeeping.SCHEMA
 
 
 async def ensure_schema(conn: asyncpg.Connection) -> None:
-    await conn.execute(_DDL)
+    await bookkeeping.ensure_schema(conn)
 
 
 async def read_copy_state(conn: asyncpg.Connection) -> dict[str, str]:
@@ -46,6 +25,14 @@ async def read_copy_state(conn: asyncpg.Connection) -> dict[str, str]:
         return {}
     rows = await conn.fetch(f"SELECT table_name, status FROM {SCHEMA}.copy_state")
     return {r["table_name"]: r["status"] for r in rows}
+
+
+async def read_copy_snapshots(conn: asyncpg.Connection) -> dict[str, str | None]:
+    """table key → the snapshot its recorded copy was read in (for resume's mixed-snapshot check)."""
+    if not await bookkeeping.table_exists(conn, bookkeeping.COPY_STATE):
+        return {}
+    rows = await conn.fetch(f"SELECT table_name, snapshot FROM {bookkeeping.COPY_STATE}")
+    return {r["table_name"]: r["snapshot"] for r in rows}
 
 
 async def mark(
