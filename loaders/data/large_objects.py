@@ -116,10 +116,16 @@ async def plan_large_objects(
 ) -> LargeObjectPlan:
     """What to copy; refuses (before anything is written) to overwrite objects already on the
     target unless `replace` (--truncate / --fresh-snapshot) or `resume` says they are ours."""
-    objects = await list_objects(src)
-    if not enabled or selection:
+    if not enabled or selection:  # counted only (no read), for the report's warning
         reason = "--no-large-objects" if not enabled else "--tables selects tables only"
-        return LargeObjectPlan([], 0, reason, len(objects))
+        return LargeObjectPlan([], 0, reason, await src.fetchval("SELECT count(*) FROM pg_largeobject_metadata"))
+    try:
+        objects = await list_objects(src)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise MigrationError(
+            f"source: cannot read the large objects ({exc})",
+            "connect as their owner (on Supabase: the postgres user), or skip them with --no-large-objects",
+        ) from None
     done = await _recorded(tgt) if resume else set()
     todo = [o for o in objects if o.oid not in done]
     if not replace and todo:
