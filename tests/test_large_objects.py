@@ -156,3 +156,18 @@ async def test_existing_large_objects_are_refused_then_replaced_or_resumed(sourc
     again = await copy_all(source_db, target_db, jobs=1, resume=True)
     assert again.large_objects is not None and (again.large_objects.copied, again.large_objects.already_done) == (
         0, len(contents))
+
+
+async def test_unreadable_large_objects_are_one_line_and_skippable(pg15, source_db: str, target_db: str) -> None:
+    contents = await seed(source_db, target_db)
+    database = source_db.rsplit("/", 1)[1]
+    role = "lo_reader_" + database[-6:]
+    await run_sql(source_db, f"""CREATE ROLE {role} LOGIN PASSWORD 'lo-reader-pw';
+        GRANT CONNECT ON DATABASE "{database}" TO {role}; GRANT SELECT ON docs TO {role};""")
+    reader_url = pg15.url(database, user=role, password="lo-reader-pw")
+    with pytest.raises(MigrationError) as info:
+        await copy_all(reader_url, target_db, jobs=1)
+    assert "cannot read the large objects" in info.value.cause and "--no-large-objects" in (info.value.fix or "")
+    assert await fetchval(target_db, "SELECT count(*) FROM docs") == 0
+    report = await copy_all(reader_url, target_db, jobs=1, large_objects=False)
+    assert any(f"{len(contents)} large object(s)" in w for w in report.warnings)
