@@ -148,7 +148,7 @@ def source_findings(measured: SourceMeasures, recorded: dict[str, tuple[int, str
             findings.append(DriftFinding("data", table, DRIFT, "table of the verified migration is gone from the old source",
                                          "critical", fix))
             continue
-        rows_now, checksum_now = measured[table]
+        rows_now, checksum_now, _ = measured[table]
         if rows_now != rows_then:
             detail = f"the old source took writes after the verified migration: rows {rows_then} → {rows_now}"
         elif checksums and checksum_then is not None and checksum_now != checksum_then:
@@ -230,7 +230,7 @@ async def accept_baseline(source: DatabaseUrl | None, target: DatabaseUrl, *, ch
         measured = await measure(source, proof=proof)
         for t in tables:
             if t["table"] in measured:
-                t["source_rows"], t["source_checksum"] = measured[t["table"]]
+                t["source_rows"], t["source_checksum"], _ = measured[t["table"]]
         report["verify"] = {**(report.get("verify") or {}), "tables": tables, "proof": proof.value}
     async with connection(target) as conn:
         await conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog', false)")

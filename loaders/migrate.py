@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import structlog
 
+from loaders import bookkeeping
 from loaders.connect import connection
 from loaders.data.analyze import AnalyzeReport, analyze_tables
 from loaders.data.checksum import DEFAULT_PROOF, Proof
@@ -32,13 +33,12 @@ from loaders.redaction import scrub_value
 from loaders.runguard import run_guard
 from loaders.schema.stage import SchemaFailed, SchemaOptions, SchemaReport, finish_schema, prepare_schema
 from loaders.schema.diff import schema_catalog
-from loaders.data.sequences import SequenceValue, sync_sequences
+from loaders.data.sequences import SequenceSet, sync_sequences
 from loaders.data.snapshot import open_snapshot
-from loaders.supabase import BOOKKEEPING_SCHEMA
 from loaders.data.verify import SourceMeasures, VerifyReport, measure_source, verify
 
 log = structlog.get_logger(stage="migrate")
-RUNS_TABLE = f"{BOOKKEEPING_SCHEMA}.migration_runs"
+RUNS_TABLE = bookkeeping.MIGRATION_RUNS
 
 
 @dataclass
@@ -57,7 +57,7 @@ class MigrationReport:
     phases: dict[str, float] = field(default_factory=dict)
     schema: SchemaReport | None = None
     copy: CopyReport | None = None
-    sequences: list[SequenceValue] = field(default_factory=list)
+    sequences: list[SequenceSet] = field(default_factory=list)
     analyze: AnalyzeReport | None = None
     verify: VerifyReport | None = None
     error: str | None = None
@@ -120,12 +120,7 @@ async def record_run(target: DatabaseUrl, report: MigrationReport) -> None:
     had when it was verified — what a later drift check compares against."""
     catalog = await schema_catalog(target)
     async with connection(target) as conn:
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {BOOKKEEPING_SCHEMA}")
-        await conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
-            "finished_at timestamptz NOT NULL DEFAULT now(), ok boolean NOT NULL, report jsonb NOT NULL, "
-            "schema_catalog jsonb NOT NULL)"
-        )
+        await bookkeeping.ensure_schema(conn, RUNS_TABLE)
         await conn.execute(f"INSERT INTO {RUNS_TABLE} (ok, report, schema_catalog) VALUES ($1, $2::jsonb, $3::jsonb)",
                            report.ok, report.to_json(), json.dumps(catalog))
 
@@ -232,10 +227,11 @@ async def _migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOpt
         report.analyze = await analyze_tables(target, plan.catalog.tables, options.copy.jobs)
         phases.done("analyze")
         report.sequences = await sync_sequences(snap, target, schemas=options.copy.schemas,
-                                                sequences=plan.catalog.sequences)
+                                                sequences=plan.catalog.sequences, values=plan.sequence_values)
         phases.done("sequences")
         report.verify = await verify(snap, target, proof=options.proof, schemas=options.copy.schemas,
-                                     tables=options.copy.tables, jobs=options.copy.jobs, source_measures=measured)
+                                     tables=options.copy.tables, jobs=options.copy.jobs, source_measures=measured,
+                                     large_objects=options.copy.large_objects)
         phases.done("verify")
     if report.ok and report.verify is not None:
         rows = {t.table: t.target_rows for t in report.verify.tables if t.target_rows is not None}

@@ -19,7 +19,14 @@ MANAGED_SCHEMAS: frozenset[str] = frozenset({
 EXTENSIONS_SCHEMA = "extensions"
 AUTH_SCHEMA = "auth"
 # Our own bookkeeping schema on the target (migrations table, load state): never compared or copied.
+# Its DDL has one owner: loaders/bookkeeping.py.
 BOOKKEEPING_SCHEMA = "supabase_to_rds"
+
+# PostgreSQL's own schemas (`pg_temp_*`/`pg_toast_temp_*` are matched by prefix in is_managed_schema).
+SYSTEM_SCHEMAS: frozenset[str] = frozenset({"information_schema", "pg_catalog", "pg_toast"})
+
+# Everything that is never dumped, copied, compared or verified: the one exclusion list.
+EXCLUDED_SCHEMAS: frozenset[str] = MANAGED_SCHEMAS | SYSTEM_SCHEMAS | {BOOKKEEPING_SCHEMA}
 
 # The PostgREST roles policies and grants name; `--rls shim` recreates them on the target.
 API_ROLES: frozenset[str] = frozenset({"anon", "authenticated", "service_role"})

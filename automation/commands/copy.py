@@ -69,6 +69,10 @@ def add_copy_arguments(parser: argparse.ArgumentParser) -> None:
                         help="redo a table (or range) whose COPY moves no data this long while not waiting on a lock")
     parser.add_argument("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT, metavar="SECONDS",
                         help="longest wait for a lock on the target per attempt (retried, then an error)")
+    parser.add_argument("--no-large-objects", action="store_true",
+                        help="don't copy large objects (the report warns; verify skips them too)")
+    parser.add_argument("--fresh-snapshot", action="store_true",
+                        help="re-copy every table from this run's snapshot (replaces what an earlier run copied)")
 
 
 def copy_options(args: argparse.Namespace) -> CopyOptions:
@@ -76,6 +80,7 @@ def copy_options(args: argparse.Namespace) -> CopyOptions:
         jobs=args.jobs, schemas=schema_list(args.schemas), tables=table_list(args.tables), truncate=args.truncate, resume=args.resume,
         format=args.format, split_bytes=args.split_mb * 1024 * 1024, drop_indexes=not args.keep_indexes,
         stall_seconds=args.stall_timeout, lock_timeout=args.lock_timeout,
+        large_objects=not args.no_large_objects, fresh_snapshot=args.fresh_snapshot,
     )
 
 
@@ -91,7 +96,7 @@ async def run_copy(args: argparse.Namespace) -> CopyReport:
             plan = await build_copy_plan(snap, target, options)
             report = await copy_tables(snap, target, plan, options)
             sequences = await sync_sequences(snap, target, schemas=options.schemas,
-                                             sequences=plan.catalog.sequences)
+                                             sequences=plan.catalog.sequences, values=plan.sequence_values)
     write_report(args.report, {**report.to_dict(), "sequences": [vars(s) for s in sequences]})
     return report
 
@@ -117,6 +122,8 @@ def handle(args: argparse.Namespace) -> int:
         raise MigrationError(f"the data is copied, but {len(report.restore_failed)} object(s) set aside for the "
                              "load could not be put back: " + "; ".join(report.restore_failed[:3]),
                              "fix the cause (e.g. the rows an FK rejects), then run `copy --restore`")
+    for warning in report.warnings:
+        term.current().warning(f"warning: {warning}")
     term.current().summary(
         f"copied {term.count(len(report.tables), 'table')}, {term.count(report.rows, 'row')} "
         f"({report.bytes / 1e6:.1f} MB) in {report.seconds:.1f} s" + (f"; skipped {len(report.skipped)} already done" if report.skipped else ""),

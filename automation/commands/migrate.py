@@ -63,6 +63,9 @@ def summarize(report: MigrationReport, report_path: Path | None) -> None:
         state = "emptied, refilled from the source" if report.schema.seeded_tables_emptied else "kept"
         terminal.note(f"rows written by the migration files in {', '.join(report.schema.seeded_tables)}: {state}",
                       "seeded_tables", tables=report.schema.seeded_tables)
+    if report.copy is not None:
+        for warning in report.copy.warnings:
+            terminal.warning(f"warning: {warning}")
     if report_path is not None:
         write_report(report_path, report.to_dict())
     terminal.summary(migration_summary(report), report=report_path)

@@ -18,7 +18,7 @@ from loaders.data.verify import VerifyReport, verify
 async def run_verify(args: argparse.Namespace) -> VerifyReport:
     source, target = source_url(args), target_url(args)
     return await verify(source, target, proof=args.proof, repair=args.repair, schemas=schema_list(args.schemas),
-                        tables=table_list(args.tables))
+                        tables=table_list(args.tables), large_objects=not args.no_large_objects)
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -42,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_proof_argument(parser)
     parser.add_argument("--repair", action="store_true",
                         help="copy again only the key ranges that differ (tables with a primary key), then verify again")
+    parser.add_argument("--no-large-objects", action="store_true",
+                        help="don't compare large objects (the report warns that they were not checked)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--report", help="also write the report as JSON to this file")
     parser.set_defaults(handler=handle)

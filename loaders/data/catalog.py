@@ -27,15 +27,8 @@ from pglast.parser import ParseError
 from pglast.stream import maybe_double_quote_name
 
 from loaders.errors import MigrationError
+from loaders.supabase import EXCLUDED_SCHEMAS
 
-# Supabase-managed schemas (FIELD-NOTES) + Postgres' own + our bookkeeping schema.
-MANAGED_SCHEMAS: frozenset[str] = frozenset({
-    "auth", "storage", "realtime", "extensions", "graphql", "graphql_public", "net",
-    "pgbouncer", "pgsodium", "pgsodium_masks", "vault", "supabase_functions",
-    "supabase_migrations", "cron", "information_schema", "pg_catalog", "pg_toast",
-    "supabase_to_rds",
-})
-BOOKKEEPING_SCHEMA = "supabase_to_rds"
 FIRST_NORMAL_OID = 16384  # objects below this OID are built into the server: same OID on every major
 
 
@@ -139,6 +132,7 @@ class Column:
     name: str
     type: str  # format_type(): what the target's column must also say
     binary_safe: bool  # binary COPY representation does not embed server-local OIDs
+    text_only: bool = False  # OID alias types, aclitem, no send/receive: text even under --format binary
 
 
 @dataclass(frozen=True)
@@ -176,6 +170,11 @@ class Table:
     @property
     def binary_safe(self) -> bool:
         return all(c.binary_safe for c in self.columns)
+
+    @property
+    def text_only(self) -> list[str]:
+        """Columns that can only travel as text (one is enough to send the whole table as text)."""
+        return [c.name for c in self.columns if c.text_only]
 
 
 @dataclass(frozen=True)
@@ -257,21 +256,39 @@ ORDER BY pg_relation_size(c.oid) DESC, n.nspname, c.relname
 # binary form names its element types' server-local OIDs; PG 18 was seen to accept a mismatch,
 # older targets reject it, so it is not relied on). Extension types go as text: their binary
 # form is the extension's own and some (e.g. seg) have none.
+#
+# Some built-in types must go as text whatever `--format` says (`text_only`): the OID alias
+# types (regclass, regtype, regrole, …) send the object's server-local OID in binary — the
+# target would receive the number of a different object or none — while their text form is
+# the object's name, resolved again by the target; aclitem (and anything else without
+# send/receive functions) has no binary form at all. Domains and arrays are followed down to
+# their base and element types, so `regclass[]` or a domain over aclitem is decided the same way.
+OID_ALIAS_TYPES: tuple[str, ...] = (
+    "regclass", "regcollation", "regconfig", "regdictionary", "regnamespace", "regoper", "regoperator",
+    "regproc", "regprocedure", "regrole", "regtype",
+)
 _BINARY_SAFE_SQL = """
 WITH RECURSIVE base AS (
-  SELECT t.oid AS start, t.oid, t.typtype, t.typbasetype, t.typelem, t.typcategory
+  SELECT t.oid AS start, t.oid, t.typtype, t.typbasetype, t.typelem, t.typcategory, t.typsend, t.typreceive,
+         t.typnamespace, t.typname
   FROM pg_type t WHERE t.oid = ANY($1::oid[])
   UNION ALL
-  SELECT b.start, d.oid, d.typtype, d.typbasetype, d.typelem, d.typcategory
-  FROM base b JOIN pg_type d ON d.oid = b.typbasetype WHERE b.typtype = 'd'
+  SELECT b.start, d.oid, d.typtype, d.typbasetype, d.typelem, d.typcategory, d.typsend, d.typreceive,
+         d.typnamespace, d.typname
+  FROM base b JOIN pg_type d
+    ON d.oid = CASE WHEN b.typtype = 'd' THEN b.typbasetype
+                    WHEN b.typcategory = 'A' AND b.typelem <> 0 THEN b.typelem END
+),
+judged AS (
+  SELECT start, oid, typtype,
+         (typsend::oid = 0 OR typreceive::oid = 0
+          OR (typnamespace = 'pg_catalog'::regnamespace AND typname::text = ANY($3::text[]))) AS text_only
+  FROM base
 )
-SELECT start::int AS oid, bool_and(
-  typtype = 'd'
-  OR (typtype = 'e')
-  OR (typtype IN ('b', 'r', 'm') AND typcategory <> 'A' AND oid < $2)
-  OR (typtype = 'b' AND typcategory = 'A' AND oid < $2 AND typelem < $2)
-) AS safe
-FROM base GROUP BY start
+SELECT start::int AS oid,
+       bool_and(NOT text_only AND (typtype IN ('d', 'e') OR (typtype IN ('b', 'r', 'm') AND oid < $2))) AS safe,
+       bool_or(text_only) AS text_only
+FROM judged GROUP BY start
 """
 
 _SEQUENCES_SQL = """
@@ -381,13 +398,14 @@ async def missing_schemas(conn: asyncpg.Connection, schemas: Seq[str]) -> list[s
 
 async def user_schemas(conn: asyncpg.Connection) -> list[str]:
     """Every schema a Supabase user owns data in: all but system, Supabase-managed and ours."""
-    rows = await conn.fetch(_SCHEMAS_SQL, sorted(MANAGED_SCHEMAS))
+    rows = await conn.fetch(_SCHEMAS_SQL, sorted(EXCLUDED_SCHEMAS))
     return [r["nspname"] for r in rows]
 
 
-async def _binary_safety(conn: asyncpg.Connection, type_oids: set[int]) -> dict[int, bool]:
-    rows = await conn.fetch(_BINARY_SAFE_SQL, sorted(type_oids), FIRST_NORMAL_OID)
-    return {r["oid"]: bool(r["safe"]) for r in rows}
+async def _binary_safety(conn: asyncpg.Connection, type_oids: set[int]) -> dict[int, tuple[bool, bool]]:
+    """type OID → (binary-safe, text-only)."""
+    rows = await conn.fetch(_BINARY_SAFE_SQL, sorted(type_oids), FIRST_NORMAL_OID, list(OID_ALIAS_TYPES))
+    return {r["oid"]: (bool(r["safe"]), bool(r["text_only"])) for r in rows}
 
 
 def _ancestors(row: asyncpg.Record) -> tuple[tuple[str, str], ...]:
@@ -406,7 +424,8 @@ async def read_catalog(
     catalog = Catalog()
     for r in rows:
         columns = tuple(
-            Column(name, typ, safety.get(oid, False)) for name, typ, oid in zip(r["columns"], r["types"], r["type_oids"])
+            Column(name, typ, *safety.get(oid, (False, False)))
+            for name, typ, oid in zip(r["columns"], r["types"], r["type_oids"])
         )
         catalog.tables.append(Table(
             r["schema"], r["name"], r["ident"], columns, r["bytes"], r["blocks"], r["est_rows"], r["partition_of"],

@@ -32,13 +32,16 @@ import anyio
 import asyncpg
 import structlog
 
+from loaders import bookkeeping
 from loaders.data import guard, state
+from loaders.data.large_objects import LargeObjectPlan, LargeObjectReport, copy_large_objects, plan_large_objects
 from loaders.data.catalog import Catalog, Selection, Table, TableRef, read_catalog, refuse_unreadable, refuse_unwritable, resolve_selection
 from loaders.concurrency import PeerClosed, Stalled, task_group, with_retry
 from loaders.connect import connection, create_pool, too_many_connections
 from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError
 from loaders.progress import CopyProgress, LogProgress, Stopwatch
+from loaders.data.sequences import SequenceValue, read_at_snapshot
 from loaders.data.snapshot import Snapshot, apply_load_settings
 from loaders.data.stream import DEFAULT_BUFFER_CHUNKS, DEFAULT_STALL_SECONDS, BlockRange, Liveness, pipe
 from loaders.runguard import RunGuard, run_guard
@@ -49,10 +52,7 @@ FORMATS = ("auto", "binary", "text")
 TID_RANGE_SCAN_VERSION = 140000  # before PG 14 a ctid range is a full scan: don't split
 DEFAULT_SPLIT_BYTES = 256 * 1024 * 1024
 DEFAULT_LOCK_TIMEOUT = 30.0
-RANGES_TABLE = f"{state.SCHEMA}.copy_ranges"
-_RANGES_DDL = f"""CREATE TABLE IF NOT EXISTS {RANGES_TABLE} (
-    table_name text NOT NULL, block_range text NOT NULL, rows bigint NOT NULL, bytes bigint NOT NULL,
-    PRIMARY KEY (table_name, block_range))"""
+RANGES_TABLE = bookkeeping.COPY_RANGES
 # Errors of a binary COPY that text format avoids (a type without binary I/O, a binary
 # representation the target reads differently).
 _BINARY_TROUBLE = (asyncpg.InvalidBinaryRepresentationError, asyncpg.DatatypeMismatchError,
@@ -84,9 +84,14 @@ class CopyOptions:
     stall_seconds: float = DEFAULT_STALL_SECONDS
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT  # per attempt, for each target statement
     progress: CopyProgress | None = None
+    large_objects: bool = True  # False: skipped, with a warning in the report
+    fresh_snapshot: bool = False  # re-copy everything from this run's snapshot
 
     def __post_init__(self) -> None:
         self.tables = Selection.of(tables=self.tables).tables
+        if self.fresh_snapshot:
+            # One snapshot for every table means nothing recorded counts and every table is replaced.
+            self.resume, self.truncate = False, True
         if self.format not in FORMATS:
             raise MigrationError(f"unknown copy format {self.format!r}", f"use one of {', '.join(FORMATS)}")
         if self.jobs < 1:
@@ -117,6 +122,22 @@ class CopyPlan:
     tables: list[TablePlan]
     already_done: list[str]  # skipped by --resume
     snapshot_id: str
+    # Source sequence values read in the coordinator right after the snapshot (see sequences.py).
+    sequence_values: list[SequenceValue] = field(default_factory=list)
+    large_objects: LargeObjectPlan = field(default_factory=LargeObjectPlan)
+    # Tables skipped by --resume that an earlier run copied under another snapshot: table → snapshot.
+    earlier_snapshots: dict[str, str | None] = field(default_factory=dict)
+
+    def warnings(self) -> list[str]:
+        if not self.earlier_snapshots:
+            return []
+        ids = sorted({s or "unknown" for s in self.earlier_snapshots.values()})
+        return [
+            f"resumed under a different snapshot: {len(self.earlier_snapshots)} table(s) were copied by an earlier "
+            f"run (snapshot {', '.join(ids)}), the rest now (snapshot {self.snapshot_id}); they agree only if the "
+            f"source did not change in between ({', '.join(sorted(self.earlier_snapshots))}). "
+            "Use --fresh-snapshot to copy every table from one snapshot"
+        ]
 
     @property
     def keys(self) -> list[str]:
@@ -143,6 +164,8 @@ class CopyReport:
     restored: dict[str, list[str]]
     matviews_refreshed: list[str]
     restore_failed: list[str] = field(default_factory=list)  # still set aside: `copy --restore` after a fix
+    large_objects: LargeObjectReport | None = None
+    warnings: list[str] = field(default_factory=list)  # never silent: also logged and printed
 
     @property
     def rows(self) -> int:
@@ -174,6 +197,11 @@ def _ranges(table: Table, options: CopyOptions, server_version: int) -> list[Blo
 
 
 def _format(table: Table, target: Table, options: CopyOptions) -> str:
+    if table.text_only:
+        if options.format == "binary":
+            log.warning("format_text_forced", table=table.key, columns=table.text_only,
+                        reason="OID alias or aclitem columns have no portable binary form")
+        return "text"
     if options.format != "auto":
         return options.format
     same_types = [c.type for c in table.columns] == [target.column(c.name).type for c in table.columns]
@@ -220,6 +248,8 @@ async def build_copy_plan(snap: Snapshot, target: DatabaseUrl, options: CopyOpti
         await refuse_unwritable(conn, catalog.tables, target.user, will_create=False)
         progress = await state.read_copy_state(conn, [t.key for t in catalog.tables]) if options.resume else {}
         done = [t.key for t in catalog.tables if options.resume and progress.get(t.key) == "done"]
+        recorded = await state.read_copy_snapshots(conn) if done else {}
+        earlier = {key: recorded.get(key) for key in done if recorded.get(key) != snap.snapshot_id}
         todo = [t for t in catalog.tables if t.key not in done]
         ours = {t.key for t in todo if options.resume and progress.get(t.key) == "started"}
         if not options.truncate:
@@ -229,11 +259,19 @@ async def build_copy_plan(snap: Snapshot, target: DatabaseUrl, options: CopyOpti
                     f"target table(s) not empty: {', '.join(occupied)} (nothing was written)",
                     "pass --truncate to replace their rows, or --resume to continue an interrupted copy",
                 )
+        async with snap.reader() as src:
+            lo_plan = await plan_large_objects(
+                src, conn, enabled=options.large_objects, selection=bool(options.tables),
+                resume=options.resume, replace=options.truncate)
     plans = [
         TablePlan(t, _format(t, target_catalog.table(t.ref), options), _ranges(t, options, snap.server_version))  # type: ignore[arg-type]
         for t in todo
     ]
-    return CopyPlan(catalog, plans, done, snap.snapshot_id)
+    sequence_values = await read_at_snapshot(snap, catalog.sequences)
+    plan = CopyPlan(catalog, plans, done, snap.snapshot_id, sequence_values, lo_plan, earlier)
+    for warning in plan.warnings():
+        log.warning("mixed_snapshots", detail=warning)
+    return plan
 
 
 # ---------------------------------------------------------------- execution
@@ -429,6 +467,15 @@ async def _refresh_matviews(pool: asyncpg.Pool, plan: CopyPlan) -> list[str]:
     return refreshed
 
 
+def _mixed_snapshot_hint(summary: guard.GuardSummary, plan: CopyPlan) -> list[str]:
+    """When tables from two snapshots meet, a foreign key that fails validation most likely joins
+    rows copied at different times: say which tables."""
+    if summary.ok or not plan.earlier_snapshots:
+        return []
+    return [f"tables copied under an earlier snapshot: {', '.join(sorted(plan.earlier_snapshots))} (the others "
+            f"under {plan.snapshot_id}); rerun with --fresh-snapshot to copy every table from one snapshot"]
+
+
 async def copy_tables(snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, options: CopyOptions) -> CopyReport:
     """Load the plan: set triggers/FKs/indexes aside, copy N units at a time, put them back,
     refresh materialized views. The load guard puts everything back on every way out (a
@@ -449,19 +496,25 @@ async def _copy_tables(snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, opti
     try:
         async with pool.acquire() as conn:
             await state.ensure_schema(conn)
-            await conn.execute(_RANGES_DDL)
             if not options.resume:
                 await state.forget(conn, plan.keys)
         run = _Run(snap, pool, options, progress, anyio.CapacityLimiter(options.jobs), running)
         load_guard = guard.LoadGuard(pool, [p.table.ident for p in plan.tables], drop_indexes=options.drop_indexes,
                                      jobs=options.jobs, lock_timeout=options.lock_timeout, attempts=options.retries,
                                      retry_delay=options.retry_delay)
+        lo_report: list[LargeObjectReport] = []
+
+        async def large_objects() -> None:
+            lo_report.append(await copy_large_objects(
+                snap, pool, plan.large_objects, limiter=run.limiter, progress=progress, retries=options.retries))
+
         try:
             async with load_guard, task_group() as tg:
+                tg.start_soon(large_objects)  # in parallel with the tables, under the same job limit
                 for table_plan in sorted(plan.tables, key=lambda p: p.table.bytes, reverse=True):
                     tg.start_soon(run.copy_table, table_plan)
         except MigrationError as exc:
-            raise _with_restore_failures(exc, load_guard.summary) from None
+            raise _with_restore_failures(exc, load_guard.summary, plan) from None
         refreshed = await _refresh_matviews(pool, plan) if options.refresh_matviews and not options.tables else []
     except BaseException:
         pool.terminate()
@@ -470,18 +523,19 @@ async def _copy_tables(snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, opti
     report = CopyReport(
         sorted(run.results, key=lambda r: r.table), plan.already_done, round(watch.seconds, 3), options.jobs,
         load_guard.summary.set_aside, load_guard.summary.restored, refreshed,
-        [str(f) for f in load_guard.summary.failed],
+        [str(f) for f in load_guard.summary.failed], lo_report[0],
+        plan.warnings() + lo_report[0].warnings + _mixed_snapshot_hint(load_guard.summary, plan),
     )
     log.info("copy_finished", tables=len(report.tables), rows=report.rows, bytes=report.bytes, seconds=report.seconds)
     return report
 
 
-def _with_restore_failures(exc: MigrationError, summary: guard.GuardSummary) -> MigrationError:
+def _with_restore_failures(exc: MigrationError, summary: guard.GuardSummary, plan: CopyPlan) -> MigrationError:
     """The copy's own error stays the cause; objects that also could not go back are named in the fix."""
     if summary.ok:
         return exc
-    still = f"{len(summary.failed)} object(s) set aside could not be put back ({summary.failed[0]}); " \
-            "after fixing, `copy --restore` puts them back"
+    still = "; ".join([f"{len(summary.failed)} object(s) set aside could not be put back ({summary.failed[0]}); "
+                       "after fixing, `copy --restore` puts them back", *_mixed_snapshot_hint(summary, plan)])
     return MigrationError(exc.cause, f"{exc.fix}; {still}" if exc.fix else still)
 
 

@@ -16,36 +16,12 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from loaders.data.catalog import BOOKKEEPING_SCHEMA, table_key
+from loaders import bookkeeping
+from loaders.data.catalog import table_key
 from loaders.errors import MigrationError
 
-SCHEMA = BOOKKEEPING_SCHEMA
+SCHEMA = bookkeeping.SCHEMA
 QUOTED_KEYS = 2  # copy_state.key_format of rows keyed by table_key; NULL: an earlier dotted join
-
-_DDL = f"""
-CREATE SCHEMA IF NOT EXISTS {SCHEMA};
-CREATE TABLE IF NOT EXISTS {SCHEMA}.copy_state (
-    table_name text PRIMARY KEY,
-    status     text NOT NULL CHECK (status IN ('started', 'done')),
-    rows       bigint,
-    bytes      bigint,
-    seconds    double precision,
-    snapshot   text,
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS {SCHEMA}.load_guard (
-    table_name text NOT NULL,
-    kind       text NOT NULL CHECK (kind IN ('index', 'foreign_key', 'trigger')),
-    name       text NOT NULL,
-    restore    text NOT NULL,
-    saved_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (table_name, kind, name)
-);
--- added later; IF NOT EXISTS upgrades a target an earlier version wrote
-ALTER TABLE {SCHEMA}.copy_state ADD COLUMN IF NOT EXISTS key_format smallint;
-ALTER TABLE {SCHEMA}.load_guard ADD COLUMN IF NOT EXISTS last_error text;
-ALTER TABLE {SCHEMA}.load_guard ADD COLUMN IF NOT EXISTS failed_at timestamptz;
-"""
 
 # Tables on the target whose dotted join is one of the given legacy keys.
 _JOINED = """
@@ -68,7 +44,7 @@ async def _legacy_keys(conn: asyncpg.Connection, legacy: Sequence[str]) -> tuple
 async def ensure_schema(conn: asyncpg.Connection) -> None:
     """Create or upgrade the bookkeeping tables, and rewrite the old rows that can be keyed
     unambiguously (the ambiguous ones stay, and `read_copy_state` refuses to resume them)."""
-    await conn.execute(_DDL)
+    await bookkeeping.ensure_schema(conn)
     legacy = [r["table_name"] for r in await conn.fetch(
         f"SELECT table_name FROM {SCHEMA}.copy_state WHERE key_format IS NULL")]
     unique, _ = await _legacy_keys(conn, legacy) if legacy else ({}, {})
@@ -108,6 +84,14 @@ async def read_copy_state(conn: asyncpg.Connection, wanted: Sequence[str] = ()) 
             f"rerun those tables without --resume and with --truncate (or DELETE the row from {SCHEMA}.copy_state)",
         )
     return state
+
+
+async def read_copy_snapshots(conn: asyncpg.Connection) -> dict[str, str | None]:
+    """table key → the snapshot its recorded copy was read in (for resume's mixed-snapshot check)."""
+    if not await bookkeeping.table_exists(conn, bookkeeping.COPY_STATE):
+        return {}
+    rows = await conn.fetch(f"SELECT table_name, snapshot FROM {bookkeeping.COPY_STATE}")
+    return {r["table_name"]: r["snapshot"] for r in rows}
 
 
 async def mark(

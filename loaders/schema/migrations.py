@@ -15,14 +15,10 @@ from pathlib import Path
 import asyncpg
 
 from loaders.errors import MigrationError
-from loaders.supabase import BOOKKEEPING_SCHEMA
+from loaders import bookkeeping
 
-TABLE = f"{BOOKKEEPING_SCHEMA}.schema_migrations"
-TRACKING_DDL = (
-    f"CREATE SCHEMA IF NOT EXISTS {BOOKKEEPING_SCHEMA}",
-    f"CREATE TABLE IF NOT EXISTS {TABLE} ("
-    " file text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
-)
+TABLE = bookkeeping.SCHEMA_MIGRATIONS
+TRACKING_DDL = bookkeeping.statements(TABLE)
 RECORD = f"INSERT INTO {TABLE} (file, checksum) VALUES ($1, $2)"
 
 

@@ -18,8 +18,9 @@ from pglast import ast, parser
 
 from loaders.errors import MigrationError
 from loaders.schema.clean import Change, CleanStatement, split_statements, walk_nodes
+from loaders import bookkeeping
 from loaders.schema.extensions import extension_catalog, rds_offers
-from loaders.supabase import API_ROLES, BOOKKEEPING_SCHEMA, EXTENSIONS_SCHEMA
+from loaders.supabase import API_ROLES, EXTENSIONS_SCHEMA
 
 SETUP = "target setup"
 # Supabase's database search_path, so unqualified calls to extension functions resolve.
@@ -42,7 +43,7 @@ def base_setup() -> list[CleanStatement]:
     application's sessions (only the database owner may set it, so others skip it)."""
     return [
         _statement(f"CREATE SCHEMA IF NOT EXISTS {EXTENSIONS_SCHEMA}"),
-        _statement(f"CREATE SCHEMA IF NOT EXISTS {BOOKKEEPING_SCHEMA}"),
+        _statement(bookkeeping.CREATE_SCHEMA),
         _statement(
             "DO $setup$ BEGIN\n"
             "  IF EXISTS (SELECT FROM pg_database WHERE datname = current_database()\n"
