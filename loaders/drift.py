@@ -20,7 +20,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import asyncpg
 
 from loaders.connect import connection
 from loaders.data.snapshot import open_snapshot

@@ -17,6 +17,7 @@ from automation.cli import main
 from loaders.data.copy import CopyOptions, build_copy_plan, copy_tables
 from loaders.data.large_objects import BATCH_COUNT, CHUNK_BYTES
 from loaders.data.snapshot import open_snapshot
+from loaders.data.checksum import Proof
 from loaders.data.verify import verify
 from loaders.dsn import parse_url
 from loaders.errors import MigrationError
@@ -106,7 +107,7 @@ async def test_verify_finds_changed_missing_and_extra_large_objects(source_db: s
     check = result.large_objects
     assert check is not None
     assert (check.different, check.missing, check.extra) == ([changed], [missing], [extra])
-    counts_only = await verify(parse_url(source_db, "source"), parse_url(target_db, "target"), checksums=False)
+    counts_only = await verify(parse_url(source_db, "source"), parse_url(target_db, "target"), proof=Proof.COUNTS)
     assert counts_only.large_objects is not None and counts_only.large_objects.different == []
 
 

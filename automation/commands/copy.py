@@ -123,7 +123,7 @@ def handle(args: argparse.Namespace) -> int:
                              "load could not be put back: " + "; ".join(report.restore_failed[:3]),
                              "fix the cause (e.g. the rows an FK rejects), then run `copy --restore`")
     for warning in report.warnings:
-        term.current().warning(f"warning: {warning}")
+        term.current().note(f"warning: {warning}", "copy_warning")
     term.current().summary(
         f"copied {term.count(len(report.tables), 'table')}, {term.count(report.rows, 'row')} "
         f"({report.bytes / 1e6:.1f} MB) in {report.seconds:.1f} s" + (f"; skipped {len(report.skipped)} already done" if report.skipped else ""),

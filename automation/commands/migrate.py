@@ -65,7 +65,7 @@ def summarize(report: MigrationReport, report_path: Path | None) -> None:
                       "seeded_tables", tables=report.schema.seeded_tables)
     if report.copy is not None:
         for warning in report.copy.warnings:
-            terminal.warning(f"warning: {warning}")
+            terminal.note(f"warning: {warning}", "copy_warning")
     if report_path is not None:
         write_report(report_path, report.to_dict())
     terminal.summary(migration_summary(report), report=report_path)

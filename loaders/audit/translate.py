@@ -10,7 +10,6 @@ reason — it is reported, never guessed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 

@@ -27,7 +27,7 @@ from pglast.parser import ParseError
 from pglast.stream import maybe_double_quote_name
 
 from loaders.errors import MigrationError
-from loaders.supabase import EXCLUDED_SCHEMAS
+from loaders.supabase import BOOKKEEPING_SCHEMA, EXCLUDED_SCHEMAS
 
 FIRST_NORMAL_OID = 16384  # objects below this OID are built into the server: same OID on every major
 
