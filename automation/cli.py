@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "automation.commands.verify",
     "automation.commands.migrate",
     "automation.commands.drift",
+    "automation.commands.sync",
 )
 
 
