@@ -6,7 +6,10 @@ identical, sequences not behind, the source fenced, and nothing of the sync left
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 import anyio
@@ -110,6 +113,12 @@ def error_lines(capsys: pytest.CaptureFixture) -> list[str]:
     return [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
 
 
+async def phase(target: str) -> str | None:
+    if not await fetchval(target, "SELECT to_regclass('supabase_to_rds.sync_state') IS NOT NULL"):
+        return None
+    return await fetchval(target, "SELECT state->>'phase' FROM supabase_to_rds.sync_state")
+
+
 async def status_json(source: str, target: str, capsys: pytest.CaptureFixture) -> tuple[int, dict]:
     capsys.readouterr()
     code = await cli(["sync", "status", "--source", source, "--target", target, "--json"])
@@ -190,11 +199,46 @@ async def test_cutover_timeout_unfences_and_abort_leaves_nothing(
     code, status = await status_json(source, target, capsys)
     assert code == 2 and status["phase"] == "streaming" and not status["healthy"]
 
+    await run_sql(source, "ALTER TABLE billing.invoices ADD COLUMN note text")  # DDL is not replicated
+    code, status = await status_json(source, target, capsys)
+    assert code == 2 and status["schema_changes"] == ["column billing.invoices.note: added"]
+    assert await cli(["sync", "cutover", "--source", source, "--target", target, "--yes"]) == 1
+    [err] = error_lines(capsys)
+    assert "column billing.invoices.note: added" in err and "sync abort" in err
+    await run_sql(source, "INSERT INTO billing.invoices (task_id, cents) VALUES (0, 0)")  # refused before any fence
+
     for _ in range(2):  # abort is safe twice
         assert await cli(["sync", "abort", "--source", source, "--target", target]) == 0
         assert (await leftovers(source, target)) == {"slot": 0, "publication": 0, "subscription": 0}
     assert await fetchval(source, "SELECT count(*) FROM pg_trigger WHERE tgname = 'supabase_to_rds_fence'") == 0
     assert await cli(["sync", "status", "--source", source, "--target", target]) == 1  # no sync recorded
+
+
+async def test_a_start_killed_mid_copy_resumes(
+    sync_source: str, subscriber_target: str, capsys: pytest.CaptureFixture
+) -> None:
+    """A crash after the slot exists: the slot's snapshot died with the process, so a rerun drops
+    it and copies again (with --truncate), saying so; nothing is doubled."""
+    source, target = sync_source, subscriber_target
+    env = {**os.environ, "SOURCE_DATABASE_URL": source, "TARGET_DATABASE_URL": target}
+    proc = subprocess.Popen([sys.executable, "-m", "automation", "sync", "start", "--jobs", "2"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with anyio.fail_after(60):
+            while await phase(target) != "slot_created":
+                assert proc.poll() is None, "start ended before it recorded its slot"
+                await anyio.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (await leftovers(source, target))["slot"] == 1  # left behind by the crash
+    capsys.readouterr()
+    assert await cli(["sync", "start", "--source", source, "--target", target, "--jobs", "2"]) == 0
+    assert "previous start stopped at phase slot_created" in capsys.readouterr().err
+    assert (await leftovers(source, target)) == {"slot": 1, "publication": 1, "subscription": 1}
+    assert await row_texts(target, "public.tasks") == await row_texts(source, "public.tasks")
+    assert await cli(["sync", "abort", "--source", source, "--target", target]) == 0
+    assert (await leftovers(source, target)) == {"slot": 0, "publication": 0, "subscription": 0}
 
 
 async def test_preflight_lists_tables_without_identity(

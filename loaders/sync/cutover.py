@@ -29,7 +29,7 @@ from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError, VerificationMismatch
 from loaders.sync.source import drop_publication, drop_slot, fence, unfence
 from loaders.sync.state import CUT_OVER, FENCED, STREAMING, SyncState, load_state, save_state
-from loaders.sync.status import wait_for_lag
+from loaders.sync.status import schema_changes, wait_for_lag
 from loaders.sync.target import SequenceAdvance, advance_sequences, drop_subscription
 
 log = structlog.get_logger(stage="sync")
@@ -106,6 +106,11 @@ async def cutover(source: DatabaseUrl, target: DatabaseUrl, options: CutoverOpti
         raise MigrationError("this sync was already cut over", "the target is live; nothing left to do")
     if state.phase not in (STREAMING, FENCED):
         raise MigrationError(f"the sync is at phase {state.phase}, not streaming", "run `sync start` again, or `sync abort`")
+    changed = await schema_changes(source, state)
+    if changed:
+        raise MigrationError(
+            f"the source's schema changed since `sync start` ({'; '.join(changed[:10])}) and logical replication "
+            "does not carry DDL", "`sync abort`, then `sync start` again (the new schema is copied), then cut over")
     report = CutoverReport()
     if state.phase == STREAMING:  # don't freeze the app while the target is far behind
         await wait_for_lag(source, below=options.max_lag, timeout=options.timeout)

@@ -23,7 +23,7 @@ from loaders.migrate import MigrateOptions, MigrationReport, migrate
 from loaders.sync.preflight import preflight
 from loaders.sync.source import drop_slot, ensure_publication, exported_slot, set_replica_identity_full
 from loaders.sync.state import COPIED, CUT_OVER, FENCED, SLOT_CREATED, STREAMING, SyncState, load_state, save_state
-from loaders.sync.status import LagTimeout, wait_for_lag
+from loaders.sync.status import LagTimeout, source_schema, wait_for_lag
 from loaders.sync.target import create_subscription, drop_subscription, wait_until_streaming
 
 log = structlog.get_logger(stage="sync")
@@ -80,6 +80,7 @@ async def start(source: DatabaseUrl, target: DatabaseUrl, options: StartOptions)
     state = SyncState(source=source.safe, tables=[list(t) for t in checked.tables],
                       schemas=list(copy.schemas) if copy.schemas else None,
                       selection=list(copy.tables) if copy.tables else None)
+    state.source_schema = await source_schema(source, state.schemas)
     await save_state(target, state)
     await ensure_publication(source, checked.tables)
     migrate_options = replace(options.migrate, copy=replace(copy, truncate=True) if resumed_from else copy)

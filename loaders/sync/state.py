@@ -43,6 +43,7 @@ class SyncState:
     fenced: list[str] = field(default_factory=list)  # tables carrying the fence trigger
     fence_lsn: str | None = None
     freeze_seconds: float | None = None
+    source_schema: dict[str, dict[str, str]] | None = None  # the source's schema at start (DDL is not replicated)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -17,6 +17,7 @@ import structlog
 from loaders.connect import connection
 from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError
+from loaders.schema.diff import compare, schema_catalog
 from loaders.sync.state import SLOT, STREAMING, SUBSCRIPTION, SyncState, load_state
 
 log = structlog.get_logger(stage="sync")
@@ -45,6 +46,25 @@ JOIN pg_class c ON c.oid = r.srrelid JOIN pg_namespace n ON n.oid = c.relnamespa
 WHERE s.subname = $1
 """
 
+# What DDL on the source can break while replication runs. Triggers are left out: the cutover's
+# fence is one, and a trigger does not change what a row looks like.
+WATCHED_KINDS = ("relation", "column", "constraint", "index", "sequence", "enum")
+DDL_CHANGE = {"missing on target": "dropped", "only on target": "added", "differs": "changed"}
+
+
+async def source_schema(source: DatabaseUrl, schemas: Sequence[str] | None) -> dict[str, dict[str, str]]:
+    return await schema_catalog(source, schemas=schemas, kinds=WATCHED_KINDS)
+
+
+async def schema_changes(source: DatabaseUrl, state: SyncState) -> list[str]:
+    """DDL on the source since `start` (logical replication does not carry it), e.g. "column
+    public.t.c: added"; empty when nothing changed or nothing was recorded."""
+    if state.source_schema is None:
+        return []
+    diff = compare(state.source_schema, await source_schema(source, state.schemas))
+    return [f"{d.kind} {d.object}: {DDL_CHANGE.get(d.problem, d.problem)}" for d in diff.differences]
+
+
 # pg_subscription_rel.srsubstate
 TABLE_STATES = {"i": "initializing", "d": "copying", "f": "copied", "s": "synchronized", "r": "ready"}
 
@@ -70,6 +90,7 @@ class SyncStatus:
     subscription_enabled: bool | None = None
     worker_pid: int | None = None
     tables: list[TableStatus] = field(default_factory=list)
+    schema_changes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     def judge(self, max_lag: int | None) -> None:
@@ -86,6 +107,9 @@ class SyncStatus:
             self.problems.append("the target's apply worker is not running (see the target's server log)")
         if max_lag is not None and self.lag_bytes is not None and self.lag_bytes > max_lag:
             self.problems.append(f"lag {self.lag_bytes} bytes is over --max-lag {max_lag}")
+        if self.schema_changes:
+            self.problems.append(f"the source's schema changed since start ({'; '.join(self.schema_changes[:5])}); "
+                                 "DDL is not replicated")
         if self.retained_bytes is not None and self.retained_bytes > RETAINED_WARNING_BYTES:
             log.warning("slot_retains_wal", retained_mb=self.retained_bytes >> 20,
                         why="the source keeps WAL for our slot; cut over or abort soon")
@@ -133,7 +157,7 @@ async def sync_status(source: DatabaseUrl, target: DatabaseUrl, *, max_lag: int 
     state = await load_state(target)
     if state is None:
         raise MigrationError(f"no sync recorded on target {target.safe}", "run `sync start` first")
-    status = SyncStatus(phase=state.phase)
+    status = SyncStatus(phase=state.phase, schema_changes=await schema_changes(source, state))
     source_rows = await source_side(source, state, status, counts=counts)
     states, target_rows = await target_side(target, state, status, counts=counts)
     for key in (".".join(t) for t in state.tables):
