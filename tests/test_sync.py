@@ -213,6 +213,12 @@ async def test_cutover_timeout_unfences_and_abort_leaves_nothing(
     assert await fetchval(source, "SELECT count(*) FROM pg_trigger WHERE tgname = 'supabase_to_rds_fence'") == 0
     assert await cli(["sync", "status", "--source", source, "--target", target]) == 1  # no sync recorded
 
+    await run_sql(source, "ALTER TABLE billing.invoices DROP COLUMN note")
+    # Starting over onto the target that kept its rows (as the README says: --truncate).
+    assert await cli(["sync", "start", "--source", source, "--target", target, "--truncate", "--jobs", "2"]) == 0
+    assert await row_texts(target, "billing.invoices") == await row_texts(source, "billing.invoices")
+    assert await cli(["sync", "abort", "--source", source, "--target", target]) == 0
+
 
 async def test_a_start_killed_mid_copy_resumes(
     sync_source: str, subscriber_target: str, capsys: pytest.CaptureFixture
