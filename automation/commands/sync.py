@@ -114,7 +114,6 @@ def handle_abort(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "sync", help="online migration: copy, replicate, then a fenced, verified cutover",
