@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "automation.commands.drift",
     "automation.commands.audit",
     "automation.commands.local",
+    "automation.commands.sync",
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_MISMATCH, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 64, 130

@@ -46,6 +46,7 @@ class MigrateOptions:
     schema: SchemaOptions = field(default_factory=SchemaOptions)
     copy: CopyOptions = field(default_factory=CopyOptions)
     proof: Proof = DEFAULT_PROOF
+    snapshot: str | None = None  # a snapshot exported elsewhere (sync start: the logical slot's)
 
 
 @dataclass
@@ -196,7 +197,7 @@ async def _migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOpt
     if not report.schema_equal:
         log.warning("schema_differs_before_load", differences=len(report.schema.diff.differences))  # type: ignore[union-attr]
         return report
-    async with open_snapshot(source, readers=options.copy.jobs) as snap:
+    async with open_snapshot(source, readers=options.copy.jobs, snapshot_id=options.snapshot) as snap:
         plan = await build_copy_plan(snap, target, options.copy)
         report.copy = await copy_tables(snap, target, plan, options.copy)
         phases.done("copy")

@@ -151,14 +151,24 @@ async def _export(conn: asyncpg.Connection) -> str:
     return await conn.fetchval("SELECT pg_export_snapshot()")
 
 
+async def _adopt(conn: asyncpg.Connection, snapshot_id: str) -> str:
+    """Join a snapshot someone else exported (a logical slot's, for `sync start`), so the copy
+    sees exactly the state the slot's change stream starts from."""
+    await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot_id}'")
+    return snapshot_id
+
+
 @asynccontextmanager
-async def open_snapshot(source: DatabaseUrl, *, readers: int = 4) -> AsyncIterator[Snapshot]:
-    """Export a snapshot and keep it alive (coordinator + reader pool) until the block ends."""
+async def open_snapshot(source: DatabaseUrl, *, readers: int = 4,
+                        snapshot_id: str | None = None) -> AsyncIterator[Snapshot]:
+    """Export a snapshot (or adopt `snapshot_id`, exported elsewhere and kept alive by its
+    exporter) and keep it alive (coordinator + reader pool) until the block ends."""
     coordinator = await connect(source)
     try:
         await apply_canonical(coordinator)
         try:
-            snapshot_id = await _export(coordinator)
+            snapshot_id = await (_adopt(coordinator, snapshot_id) if snapshot_id else _export(coordinator))
         except asyncpg.PostgresError as exc:
             raise MigrationError(
                 f"source {source.safe}: cannot export a snapshot ({exc})",

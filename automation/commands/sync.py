@@ -1,0 +1,161 @@
+"""`sync start | status | cutover | abort`: online migration with a fenced, verified cutover.
+
+Same URL options and environment variables as `migrate`. `start` leaves logical replication
+running and exits; the other steps run later, from any process, off the state recorded on the
+target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+
+import anyio
+from rich.console import Console
+
+from automation.commands.migrate import summarize
+from automation.commands.options import add_pipeline_arguments, add_proof_argument, migrate_options
+from automation.commands.report import write_report
+from automation.commands.urls import add_url_arguments, source_url, target_url
+from loaders.data.copy import default_jobs
+from loaders.dsn import parse_url
+from loaders.errors import MigrationError
+from loaders.progress import RichProgress, default_progress
+from loaders.sync.cutover import CutoverOptions, cutover
+from loaders.sync.start import DEFAULT_CAUGHT_UP_BYTES, StartOptions, start
+from loaders.sync.status import SyncStatus, sync_status
+from loaders.sync.teardown import abort
+
+EPILOG = "Exit codes: 0 ok, 1 error, 2 mismatch (cutover) or unhealthy/lagging (status)."
+
+
+def _mb(n: int | None) -> str:
+    return "?" if n is None else f"{n / 1e6:.2f} MB"
+
+
+def handle_start(args: argparse.Namespace) -> int:
+    source, target = source_url(args), target_url(args)
+    for_target = parse_url(args.source_for_target, "source") if args.source_for_target else None
+    options = StartOptions(migrate=migrate_options(args), source_for_target=for_target,
+                           identity_full=args.replica_identity_full, timeout=args.timeout)
+    progress = default_progress()
+    options.migrate.copy.progress = progress
+
+    async def run():  # type: ignore[no-untyped-def]
+        with progress if isinstance(progress, RichProgress) else contextlib.nullcontext():
+            return await start(source, target, options)
+
+    report = anyio.run(run)
+    summarize(report.migration, args.report)
+    console = Console(stderr=True)
+    if report.resumed_from:
+        console.print(f"resumed: the previous start stopped at phase {report.resumed_from}; copied again")
+    console.print(f"replication running from {report.state.consistent_lsn}; lag {_mb(report.lag_bytes)}. "
+                  "Next: `sync status`, then `sync cutover` (or `sync abort`).")
+    return 0
+
+
+def render_status(status: SyncStatus) -> None:
+    console = Console(stderr=True)
+    lag_s = "?" if status.lag_seconds is None else f"{status.lag_seconds:.1f}s"
+    console.print(f"phase {status.phase}; lag {_mb(status.lag_bytes)} ({lag_s}); WAL kept for our slot "
+                  f"{_mb(status.retained_bytes)}; apply worker {'running' if status.worker_pid else 'NOT running'}")
+    for t in status.tables:
+        console.print(f"  {t.table}: {t.state}, rows source {t.source_rows} / target {t.target_rows}")
+    for problem in status.problems:
+        console.print(f"problem: {problem}")
+
+
+def handle_status(args: argparse.Namespace) -> int:
+    status = anyio.run(lambda: sync_status(source_url(args), target_url(args), max_lag=args.max_lag,
+                                           counts=not args.no_counts))
+    if args.json:
+        print(json.dumps(status.to_dict(), indent=2, default=str))
+    else:
+        render_status(status)
+    return 0 if status.healthy else 2
+
+
+def _confirm(args: argparse.Namespace) -> None:
+    if args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise MigrationError("cutover makes the source refuse writes to the migrated tables",
+                             "pass --yes to confirm (off a terminal)")
+    answer = input("Freeze writes on the source and cut over to the target? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise MigrationError("cutover not confirmed", "rerun and answer y, or pass --yes")
+
+
+def handle_cutover(args: argparse.Namespace) -> int:
+    _confirm(args)
+    options = CutoverOptions(timeout=args.timeout, max_lag=args.max_lag, sequence_margin=args.sequence_margin,
+                             proof=args.proof, jobs=args.jobs)
+    source, target = source_url(args), target_url(args)
+    report = anyio.run(lambda: cutover(source, target, options))
+    console = Console(stderr=True)
+    if report.verify is not None:
+        report.verify.render(console)
+    write_report(args.report, report.to_dict())
+    console.print(f"cut over at {report.fence_lsn}: writes were frozen for {report.freeze_seconds:.2f}s ("
+                  + ", ".join(f"{k} {v:.2f}s" for k, v in report.phases.items())
+                  + "); the source stays read-only. Point the app at the target.")
+    return 0
+
+
+def handle_abort(args: argparse.Namespace) -> int:
+    report = anyio.run(lambda: abort(source_url(args), target_url(args)))
+    Console(stderr=True).print(
+        f"aborted: subscription {'dropped' if report.subscription else 'none'}, slot "
+        f"{'dropped' if report.slot else 'none'}, publication {'dropped' if report.publication else 'none'}, "
+        f"fence lifted on {len(report.unfenced)} table(s)")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "sync", help="online migration: copy, replicate, then a fenced, verified cutover",
+        description="Copy inside a logical slot's snapshot, then keep the target following the source by native "
+                    "logical replication until `sync cutover`. Writes to the source: one publication and one slot "
+                    "(both named supabase_to_rds_sync) and, at cutover, a write fence. "
+                    "Environment: SOURCE_DATABASE_URL, TARGET_DATABASE_URL.",
+        epilog=EPILOG)
+    steps = parser.add_subparsers(dest="step", required=True, metavar="STEP")
+
+    p = steps.add_parser("start", help="preflight, publication, slot, copy inside its snapshot, subscription",
+                         epilog=EPILOG)
+    add_url_arguments(p)
+    add_pipeline_arguments(p)
+    p.add_argument("--source-for-target", metavar="URL",
+                   help="the source as the target connects to it (default: the source URL); needs the password")
+    p.add_argument("--replica-identity-full", action="store_true",
+                   help="set REPLICA IDENTITY FULL on source tables without a primary key (a write to the source)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for replication to start and catch up")
+    p.set_defaults(handler=handle_start)
+
+    p = steps.add_parser("status", help="lag, retained WAL, subscription and per-table state", epilog=EPILOG)
+    add_url_arguments(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.add_argument("--max-lag", type=int, metavar="BYTES", help="exit 2 when the lag is over this")
+    p.add_argument("--no-counts", action="store_true", help="skip exact row counts (faster on big tables)")
+    p.set_defaults(handler=handle_status)
+
+    p = steps.add_parser("cutover", help="fence source writes, catch up, set sequences, verify, detach",
+                         epilog=EPILOG)
+    add_url_arguments(p)
+    p.add_argument("--yes", action="store_true", help="don't ask before freezing writes on the source")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds for each wait (lag, fence LSN)")
+    p.add_argument("--max-lag", type=int, default=DEFAULT_CAUGHT_UP_BYTES, metavar="BYTES",
+                   help="fence only when the target is at most this far behind")
+    p.add_argument("--sequence-margin", type=int, default=1000, metavar="N",
+                   help="steps added to every sequence on the target (default 1000)")
+    add_proof_argument(p)
+    p.add_argument("--jobs", type=int, default=default_jobs(), help="tables verified at once")
+    p.add_argument("--report", metavar="FILE", help="write the cutover report as JSON")
+    p.set_defaults(handler=handle_cutover)
+
+    p = steps.add_parser("abort", help="drop subscription, slot, publication; lift the fence", epilog=EPILOG)
+    add_url_arguments(p)
+    p.set_defaults(handler=handle_abort)
