@@ -6,7 +6,15 @@ mechanism is exercised without superuser rights.
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
 import asyncpg
+from anyio.abc import Process
 
 from loaders.data.copy import CopyOptions, CopyReport, build_copy_plan, copy_tables
 from loaders.dsn import parse_url
@@ -148,3 +156,40 @@ async def copy_all(source: str, target: str, **options: object) -> CopyReport:
         report = await copy_tables(snap, tgt, plan, opts)
         await sync_sequences(snap, tgt, sequences=plan.catalog.sequences)
     return report
+
+
+@dataclass
+class HeldCopy:
+    """A `python -m automation copy` process whose load of `bulk` waits on a lock we hold."""
+
+    process: Process
+    watcher: asyncpg.Connection
+    holder: asyncpg.Connection
+    env: dict[str, str]
+
+    async def release(self) -> None:
+        if not self.holder.is_closed():
+            await self.holder.execute("ROLLBACK")
+            await self.holder.close()
+
+
+@asynccontextmanager
+async def copy_waiting_on_bulk(source: str, target: str) -> AsyncIterator[HeldCopy]:
+    """Start `copy --jobs 2` and return once its TRUNCATE of `bulk` waits on our lock: a signal
+    sent then lands mid-table, on a real process (Ctrl-C, kill -9)."""
+    holder = await asyncpg.connect(target)
+    await holder.execute("BEGIN; LOCK TABLE bulk IN ACCESS SHARE MODE")
+    watcher = await asyncpg.connect(target)
+    env = {**os.environ, "SOURCE_DATABASE_URL": source, "TARGET_DATABASE_URL": target}
+    process = await anyio.open_process([sys.executable, "-m", "automation", "copy", "--jobs", "2"], env=env)
+    held = HeldCopy(process, watcher, holder, env)
+    try:
+        with anyio.fail_after(60):
+            while not await watcher.fetchval("""SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                                                AND wait_event_type = 'Lock' AND query LIKE 'TRUNCATE%bulk%'"""):
+                await anyio.sleep(0.05)
+        yield held
+    finally:
+        await process.aclose()
+        await held.release()
+        await watcher.close()

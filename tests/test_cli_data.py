@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from automation.commands.report import WRAPPER_KEYS
 from loaders.data.catalog import read_catalog
 from loaders.dsn import parse_url
 from loaders.data.verify import verify
-from tests.datakit import copy_all, fetchval, prepare, run_sql
+from tests.datakit import copy_all, copy_waiting_on_bulk, fetchval, prepare, run_sql
 
 
 @pytest.fixture(autouse=True)
@@ -114,24 +113,12 @@ async def test_range_split_gives_the_same_checksum_as_one_stream(source_db: str,
 async def test_ctrl_c_during_copy_leaves_a_resumable_state(source_db: str, target_db: str) -> None:
     """A real SIGINT to `python -m automation copy` while a table is being loaded; then --resume."""
     await prepare(source_db, target_db, bulk=5_000)
-    holder = await asyncpg.connect(target_db)  # holds bulk's TRUNCATE back so the signal lands mid-table
-    await holder.execute("BEGIN; LOCK TABLE bulk IN ACCESS SHARE MODE")
-    watcher = await asyncpg.connect(target_db)
-    env = {**os.environ, "SOURCE_DATABASE_URL": source_db, "TARGET_DATABASE_URL": target_db}
-    process = await anyio.open_process([sys.executable, "-m", "automation", "copy", "--jobs", "2"], env=env)
-    try:
+    async with copy_waiting_on_bulk(source_db, target_db) as held:
+        held.process.send_signal(signal.SIGINT)
         with anyio.fail_after(60):
-            while not await watcher.fetchval("""SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-                                                AND wait_event_type = 'Lock' AND query LIKE 'TRUNCATE%bulk%'"""):
-                await anyio.sleep(0.05)
-            process.send_signal(signal.SIGINT)
-            assert await process.wait() == 130
-        err = b"".join([chunk async for chunk in process.stderr]).decode() if process.stderr else ""
-    finally:
-        await process.aclose()
-        await holder.execute("ROLLBACK")
-        await holder.close()
-        await watcher.close()
+            assert await held.process.wait() == 130
+        err = b"".join([chunk async for chunk in held.process.stderr]).decode() if held.process.stderr else ""
+    env = held.env
     assert "--resume" in err
     assert await fetchval(target_db, "SELECT count(*) FROM supabase_to_rds.copy_state WHERE table_name = 'public.bulk'") == 0
     resumed = await anyio.run_process([sys.executable, "-m", "automation", "copy", "--resume"], env=env, check=False)

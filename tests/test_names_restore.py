@@ -5,17 +5,15 @@ the job, also after the process was killed mid-load. PG 15 source → PG 18 non-
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 from pathlib import Path
 
 import anyio
-import asyncpg
 import pytest
 
 from tests.names_support import cli, fresh_logging, last_line  # noqa: F401 - fixture
-from tests.datakit import copy_all, fetchrows, fetchval, prepare, run_sql
+from tests.datakit import copy_all, copy_waiting_on_bulk, fetchrows, fetchval, prepare, run_sql
 
 
 TABLES = r"""
@@ -138,40 +136,29 @@ async def test_copy_restore_after_the_process_was_killed_mid_load(source_db: str
     """kill -9 while a table is loading: no exit handler runs, so triggers stay disabled and FKs
     and indexes dropped — recorded on the target. `copy --restore` puts all of it back."""
     await prepare(source_db, target_db, bulk=5_000)
-    holder = await asyncpg.connect(target_db)  # holds bulk's TRUNCATE back so the kill lands mid-load
-    await holder.execute("BEGIN; LOCK TABLE bulk IN ACCESS SHARE MODE")
-    watcher = await asyncpg.connect(target_db)
-    env = {**os.environ, "SOURCE_DATABASE_URL": source_db, "TARGET_DATABASE_URL": target_db}
-    process = await anyio.open_process([sys.executable, "-m", "automation", "copy", "--jobs", "2"], env=env)
-    try:
+    async with copy_waiting_on_bulk(source_db, target_db) as held:
+        watcher = held.watcher
         with anyio.fail_after(60):
             # kill once every other table is committed (so the FKs' rows are all there) and bulk waits
-            while not await watcher.fetchval("""SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-                                                AND wait_event_type = 'Lock' AND query LIKE 'TRUNCATE%bulk%'"""):
-                await anyio.sleep(0.05)
             while await watcher.fetchval("SELECT count(*) FROM supabase_to_rds.copy_state WHERE status = 'done'") < 8:
                 await anyio.sleep(0.05)
             # the crash state is real: set aside and recorded
             assert await watcher.fetchval("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgenabled = 'D'") == 3
             assert await watcher.fetchval("SELECT to_regclass('public.orders_at_idx')") is None
-            process.send_signal(signal.SIGKILL)
-            assert await process.wait() == -signal.SIGKILL
-    finally:
-        await process.aclose()
-        await holder.execute("ROLLBACK")
-        await holder.close()
-    try:
+            held.process.send_signal(signal.SIGKILL)
+            assert await held.process.wait() == -signal.SIGKILL
+        await held.release()
         recorded = await watcher.fetchval("SELECT count(*) FROM supabase_to_rds.load_guard")
         assert recorded == 7
-        restored = await anyio.run_process([sys.executable, "-m", "automation", "copy", "--restore"], env=env, check=False)
+        restored = await anyio.run_process([sys.executable, "-m", "automation", "copy", "--restore"], env=held.env,
+                                           check=False)
         assert restored.returncode == 0, restored.stderr.decode()[-2000:]
         assert await watcher.fetchval("SELECT count(*) FROM supabase_to_rds.load_guard") == 0
         assert await watcher.fetchval("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgenabled = 'D'") == 0
         assert await watcher.fetchval("SELECT to_regclass('public.orders_at_idx') IS NOT NULL")
         assert await watcher.fetchval("SELECT to_regclass('\"App Data\".\"Weird idx\"') IS NOT NULL")
         assert await watcher.fetchval("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated") == 4
-    finally:
-        await watcher.close()
+    env = held.env
     resumed = await anyio.run_process([sys.executable, "-m", "automation", "copy", "--resume"], env=env, check=False)
     assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
     checked = await anyio.run_process([sys.executable, "-m", "automation", "verify"], env=env, check=False)
