@@ -68,7 +68,7 @@ async def ensure_sample_source(server: LocalPostgres) -> DatabaseUrl:
 def servers(home: Path | None = None) -> dict[str, LocalPostgres]:
     """The two local servers by role, whether or not they exist yet."""
     home = home or state_dir()
-    return {"target": LocalPostgres(home / "rds"), "source": LocalPostgres(home / "supabase")}
+    return {"target": LocalPostgres(home / "rds", rds_like=True), "source": LocalPostgres(home / "supabase")}
 
 
 def local_env_file(home: Path | None = None) -> Path:

