@@ -28,9 +28,7 @@ from dataclasses import asdict, dataclass, field
 
 import anyio
 import asyncpg
-import pglast
 import structlog
-from pglast.stream import RawStream
 from rich.console import Console
 from rich.table import Table as RichTable
 
@@ -43,6 +41,7 @@ from loaders.concurrency import task_group
 from loaders.connect import create_pool
 from loaders.data.copy import default_jobs
 from loaders.dsn import DatabaseUrl
+from loaders.schema.diff import view_query
 from loaders.errors import MigrationError, VerificationMismatch
 from loaders.data.sequences import ahead, read_values, recorded_values
 from loaders.data.snapshot import Snapshot, apply_canonical, open_snapshot
@@ -313,13 +312,6 @@ async def _locate_differences(snap: Snapshot, pool: asyncpg.Pool, report: Verify
         log.warning("table_differs", table=check.table, ranges=check.chunks)
 
 
-def _view_query(viewdef: str) -> str:
-    """The matview's defining query as a subquery: pg_get_viewdef ends with `;`, so it is
-    re-emitted by the parser (pglast), never cut as a string."""
-    (statement,) = pglast.parse_sql(viewdef)
-    return RawStream()(statement.stmt)
-
-
 def _checksum_of(relation_sql: str, checksums: bool) -> str:
     checksum = _CHECKSUM if checksums else "NULL::text"
     return f"SELECT count(*) AS n, {checksum} AS checksum FROM ({relation_sql}) r"
@@ -330,7 +322,7 @@ async def _check_matview(snap: Snapshot, pool: asyncpg.Pool, mv: MatView, checks
     async with snap.reader() as src:
         viewdef = await src.fetchval("SELECT pg_get_viewdef($1::regclass)", mv.ident)
         stored = await src.fetchrow(_checksum_of(f"SELECT * FROM {mv.ident}", checksums))
-        fresh = await src.fetchrow(_checksum_of(_view_query(viewdef), checksums))
+        fresh = await src.fetchrow(_checksum_of(view_query(viewdef), checksums))
     async with pool.acquire() as tgt:
         if not await tgt.fetchval("SELECT to_regclass($1) IS NOT NULL", mv.ident):
             return MatViewCheck(key, stored["n"], fresh["n"], None, note="missing on target")

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 
 import anyio
 import asyncpg
+import pglast
+from pglast.stream import RawStream
 
 from loaders.connect import connection
 from loaders.dsn import DatabaseUrl
@@ -226,6 +228,42 @@ def compare(source: Catalog, target: Catalog, *, removed: Iterable[str] = (), ow
     return diff
 
 
+def view_query(viewdef: str) -> str:
+    """A view's defining query as a statement of its own: pg_get_viewdef ends with `;`, so it is
+    re-emitted by the parser (pglast), never cut as a string."""
+    (statement,) = pglast.parse_sql(viewdef)
+    return RawStream()(statement.stmt)
+
+
+async def as_target_prints(conn: asyncpg.Connection, source_views: dict[str, str],
+                           target_views: dict[str, str]) -> dict[str, str]:
+    """Source view definitions as the target server prints them. pg_get_viewdef's text changes
+    between major versions (PG 16 stopped qualifying columns: `events.id` became `id`), so a
+    definition that differs in text is re-created as a temporary view on the target, printed
+    there, and compared in that form; all of it inside a transaction that is rolled back."""
+    differing = {name: sql for name, sql in source_views.items()
+                 if name in target_views and sql != target_views[name]}
+    if not differing:
+        return source_views
+    printed = dict(source_views)
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        # printed as read_catalog prints: only pg_catalog on the search_path (temp objects still resolve)
+        await conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog', true)")
+        for name, sql in differing.items():
+            try:
+                async with conn.transaction():  # a savepoint: one view that can't be re-created is just "differs"
+                    await conn.execute(f"CREATE TEMP VIEW supabase_to_rds_probe AS {view_query(sql)}")
+                    printed[name] = await conn.fetchval("SELECT pg_get_viewdef('pg_temp.supabase_to_rds_probe'::regclass)")
+                    await conn.execute("DROP VIEW pg_temp.supabase_to_rds_probe")
+            except (asyncpg.PostgresError, pglast.parser.ParseError):
+                continue
+    finally:
+        await tx.rollback()
+    return printed
+
+
 async def schema_catalog(
     url: DatabaseUrl, *, schemas: Iterable[str] | None = None,
     ignore_fks_to: Iterable[str] = DEFAULT_IGNORED_FK_SCHEMAS, kinds: Iterable[str] = KINDS,
@@ -262,6 +300,10 @@ async def diff_schemas(
         tg.start_soon(read, "target", target)
         if app_role:
             tg.start_soon(grants)
+    if "view" in catalogs["source"] and "view" in catalogs["target"]:
+        async with connection(target) as conn:
+            catalogs["source"]["view"] = await as_target_prints(conn, catalogs["source"]["view"],
+                                                                catalogs["target"]["view"])
     diff = compare(catalogs["source"], catalogs["target"], removed=removed, owners=owners)
     diff.differences += gaps
     if app_role:
