@@ -96,8 +96,9 @@ def prepare_online(local: dict[str, LocalPostgres], *, sample: bool) -> None:
     anyio.run(allow_subscriptions, local["target"])
     if sample and anyio.run(enable_logical_source, local["source"]):
         log.info("restarting_sample_source", why="wal_level = logical takes effect at start")
+        started_here = local["source"].started_here  # a server the user left running stays theirs
         local["source"].stop()
-        local["source"].start()
+        local["source"].start().started_here = started_here
 
 
 def servers(home: Path | None = None) -> dict[str, LocalPostgres]:

@@ -12,24 +12,14 @@ import anyio
 import pytest
 import structlog
 
-from loaders.data.copy import CopyOptions
+from tests import test_liveness as liveness
 from tests.datakit import copy_all, fetchrows, row_texts, run_sql
 
 ROWS = 200_000  # ~28 MB: more than the pipe's buffer and the sockets hold, so the source keeps sending
-SOURCE_TABLE = f"""
-CREATE TABLE big (id int PRIMARY KEY, payload text NOT NULL);
-INSERT INTO big SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, {ROWS}) g;
-"""
+SOURCE_TABLE = liveness.SOURCE_TABLE.replace(str(liveness.ROWS), str(ROWS))
 # The target consumes slowly (every 1000th row sleeps 10 ms), so the source's COPY sits blocked
 # on its socket (wait event ClientWrite) long enough to be caught there.
-SLOW_TARGET_TABLE = """
-CREATE FUNCTION slow_ok(int) RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-    IF $1 % 1000 = 0 THEN PERFORM pg_sleep(0.01); END IF;
-    RETURN true;
-END $$;
-CREATE TABLE big (id int PRIMARY KEY CHECK (slow_ok(id)), payload text NOT NULL);
-"""
+SLOW_TARGET_TABLE = liveness.SLOW_TARGET_TABLE.replace("$1 % 100 =", "$1 % 1000 =")
 SOURCE_COPY = """
 SELECT pid FROM pg_stat_activity
 WHERE datname = current_database() AND state = 'active' AND wait_event = 'ClientWrite' AND query LIKE 'COPY (SELECT%big%'
@@ -47,6 +37,7 @@ async def freeze_the_source_copy(source: str, frozen: list[int]) -> None:
 
 @pytest.mark.timeout(120)
 async def test_a_frozen_source_copy_is_declared_stalled_and_the_unit_redone(source_db: str, target_db: str) -> None:
+    assert "% 1000" in SLOW_TARGET_TABLE and str(ROWS) in SOURCE_TABLE  # the shared tables, resized
     await run_sql(source_db, SOURCE_TABLE)
     await run_sql(target_db, SLOW_TARGET_TABLE)
     frozen: list[int] = []
