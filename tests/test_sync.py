@@ -113,6 +113,11 @@ def error_lines(capsys: pytest.CaptureFixture) -> list[str]:
     return [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
 
 
+def summaries(capsys: pytest.CaptureFixture) -> list[dict]:
+    """The `summary` events a command ended with (stderr is JSON lines off a terminal)."""
+    return [json.loads(line) for line in capsys.readouterr().err.splitlines() if '"event": "summary"' in line]
+
+
 async def phase(target: str) -> str | None:
     if not await fetchval(target, "SELECT to_regclass('supabase_to_rds.sync_state') IS NOT NULL"):
         return None
@@ -289,8 +294,13 @@ async def test_large_objects_are_named_at_start_and_a_change_stops_the_cutover(
                       "--report", str(report)]) == 0
     err = capsys.readouterr().err
     assert "1 large object(s) copied as of the snapshot" in err and "NOT replicated" in err
+    [started] = [json.loads(line)["summary"] for line in err.splitlines() if '"event": "summary"' in line]
+    assert started.startswith("migrated ") and "— verified; replication running from " in started
     assert any("large object" in w and "NOT replicated" in w for w in json.loads(report.read_text())["copy"]["warnings"])
     assert await fetchval(target, "SELECT convert_from(lo_get($1::oid), 'UTF8')", oid) == "before the snapshot"
+    assert await cli(["sync", "status", "--source", source, "--target", target]) == 0
+    [summary] = summaries(capsys)  # one closing line, like every command
+    assert summary["summary"].startswith("sync streaming: lag ") and summary["summary"].endswith("— healthy")
 
     await run_sql(source, f"SELECT lo_put({oid}::oid, 0, 'AFTER')")  # not replicated
     assert await cli(["sync", "cutover", "--source", source, "--target", target, "--yes"]) == 2
@@ -301,3 +311,5 @@ async def test_large_objects_are_named_at_start_and_a_change_stops_the_cutover(
     assert await phase(target) == "fenced"
     assert await cli(["sync", "abort", "--source", source, "--target", target]) == 0
     assert (await leftovers(source, target)) == {"slot": 0, "publication": 0, "subscription": 0}
+    assert summaries(capsys)[-1]["summary"] == "aborted: subscription dropped, slot dropped, publication dropped, " \
+        f"fence lifted on {len(APP_TABLES) + 2} table(s)"

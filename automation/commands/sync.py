@@ -15,11 +15,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import anyio
-from rich.console import Console
 
 from automation import terminal as term
 from automation.app_password import PasswordStore
-from automation.commands.migrate import fresh_target, prepare_app_role, print_backend_env, summarize
+from automation.commands.migrate import (fresh_target, migration_summary, prepare_app_role, print_backend_env,
+                                         summarize)
 from automation.commands.options import add_pipeline_arguments, add_proof_argument, migrate_options
 from automation.commands.report import write_report
 from automation.commands.urls import add_url_arguments, source_url, target_url
@@ -58,9 +58,11 @@ def run_start(source: DatabaseUrl, target: DatabaseUrl, options: StartOptions, r
 
     report = anyio.run(run)
     summarize(report.migration, report_path)
-    console = Console(stderr=True)
+    term.current().summary(f"{migration_summary(report.migration)}; replication running from "
+                           f"{report.state.consistent_lsn}", report=report_path)
     if report.resumed_from:
-        console.print(f"resumed: the previous start stopped at phase {report.resumed_from}; copied again")
+        term.current().note(f"resumed: the previous start stopped at phase {report.resumed_from}; copied again",
+                            "sync_resumed", previous_phase=report.resumed_from)
     term.current().note(f"replication running from {report.state.consistent_lsn}; lag {_mb(report.lag_bytes)}. "
                         f"Next: {NEXT_STEPS}.", "sync_started", consistent_lsn=report.state.consistent_lsn,
                         lag_bytes=report.lag_bytes)
@@ -93,14 +95,20 @@ def add_start_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def render_status(status: SyncStatus) -> None:
-    console = Console(stderr=True)
+    """On a console: the state, one line per table and the problems (off it, `--json` is the detail)."""
+    terminal = term.current()
     lag_s = "?" if status.lag_seconds is None else f"{status.lag_seconds:.1f}s"
-    console.print(f"phase {status.phase}; lag {_mb(status.lag_bytes)} ({lag_s}); WAL kept for our slot "
-                  f"{_mb(status.retained_bytes)}; apply worker {'running' if status.worker_pid else 'NOT running'}")
+    terminal.print(f"phase {status.phase}; lag {_mb(status.lag_bytes)} ({lag_s}); WAL kept for our slot "
+                   f"{_mb(status.retained_bytes)}; apply worker {'running' if status.worker_pid else 'NOT running'}")
     for t in status.tables:
-        console.print(f"  {t.table}: {t.state}, rows source {t.source_rows} / target {t.target_rows}")
+        terminal.print(f"  {t.table}: {t.state}, rows source {t.source_rows} / target {t.target_rows}")
     for problem in status.problems:
-        console.print(f"problem: {problem}")
+        terminal.print(f"problem: {problem}", style="red")
+
+
+def status_summary(status: SyncStatus) -> str:
+    verdict = "healthy" if status.healthy else f"{term.count(len(status.problems), 'problem')}: {status.problems[0]}"
+    return f"sync {status.phase}: lag {_mb(status.lag_bytes)}, WAL kept {_mb(status.retained_bytes)} — {verdict}"
 
 
 def handle_status(args: argparse.Namespace) -> int:
@@ -110,6 +118,7 @@ def handle_status(args: argparse.Namespace) -> int:
         print(json.dumps(status.to_dict(), indent=2, default=str))
     else:
         render_status(status)
+    term.current().summary(status_summary(status))
     return 0 if status.healthy else 2
 
 
@@ -130,19 +139,19 @@ def handle_cutover(args: argparse.Namespace) -> int:
                              proof=args.proof, jobs=args.jobs)
     source, target = source_url(args), target_url(args)
     report = anyio.run(lambda: cutover(source, target, options))
-    console = Console(stderr=True)
-    if report.verify is not None:
-        report.verify.render(console)
+    terminal = term.current()
+    if report.verify is not None and terminal.human:
+        report.verify.render(terminal.console)
     write_report(args.report, report.to_dict())
-    console.print(f"cut over at {report.fence_lsn}: writes were frozen for {report.freeze_seconds:.2f}s ("
-                  + ", ".join(f"{k} {v:.2f}s" for k, v in report.phases.items())
-                  + "); the source stays read-only. Point the app at the target.")
+    terminal.summary(f"cut over at {report.fence_lsn}: writes were frozen for {report.freeze_seconds:.2f} s ("
+                     + ", ".join(f"{k} {v:.2f}s" for k, v in report.phases.items())
+                     + "); the source stays read-only — point the app at the target", report=args.report)
     return 0
 
 
 def handle_abort(args: argparse.Namespace) -> int:
     report = anyio.run(lambda: abort(source_url(args), target_url(args)))
-    Console(stderr=True).print(
+    term.current().summary(
         f"aborted: subscription {'dropped' if report.subscription else 'none'}, slot "
         f"{'dropped' if report.slot else 'none'}, publication {'dropped' if report.publication else 'none'}, "
         f"fence lifted on {len(report.unfenced)} table(s)")
