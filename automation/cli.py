@@ -97,11 +97,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
-    for command in set(sub.choices.values()):
+    for command in commands(sub):
         add_output_arguments(command, top=False)
         if command.epilog is None:
             command.epilog = EXIT_CODES_HELP
     return parser
+
+
+def commands(sub: argparse._SubParsersAction) -> list[argparse.ArgumentParser]:
+    """Every command parser, the steps of a noun too (`sync status`): the output options must
+    work after any of them, not only after a top-level command."""
+    found: list[argparse.ArgumentParser] = []
+    for command in dict.fromkeys(sub.choices.values()):
+        found.append(command)
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                found += commands(action)
+    return found
 
 
 def register_argv_secrets(argv: Sequence[str]) -> None:

@@ -17,10 +17,12 @@ import anyio
 import asyncpg
 import structlog
 
+from automation import terminal as term
 from loaders.localpg import LocalPostgres, rds_like_database
 from automation.sample import sample_sql, supabase_source_sql
 from automation.stack import PROJECT_DIR
 from automation.commands.migrate import migrate_and_report
+from automation.commands.sync import start_and_report
 from automation.commands.urls import role_given, source_url
 from loaders.dsn import DatabaseUrl, parse_url
 from loaders.schema.clean import split_statements
@@ -65,6 +67,40 @@ async def ensure_sample_source(server: LocalPostgres) -> DatabaseUrl:
     return parse_url(server.url(SOURCE_DB), "source")
 
 
+async def enable_logical_source(server: LocalPostgres) -> bool:
+    """`up --local --online` on the demo source: wal_level=logical, as Supabase has it. Returns
+    whether the server must restart for it (ALTER SYSTEM takes effect only then)."""
+    conn = await asyncpg.connect(server.url())
+    try:
+        if await conn.fetchval("SHOW wal_level") == "logical":
+            return False
+        await conn.execute("ALTER SYSTEM SET wal_level = logical")
+        return True
+    finally:
+        await conn.close()
+
+
+async def allow_subscriptions(server: LocalPostgres) -> None:
+    """The RDS stand-in's master may create subscriptions, as `rds_superuser` may on RDS."""
+    conn = await asyncpg.connect(server.url())
+    try:
+        await conn.execute(f'GRANT pg_create_subscription TO "{MASTER_USER}"')
+    finally:
+        await conn.close()
+
+
+def prepare_online(local: dict[str, LocalPostgres], *, sample: bool) -> None:
+    """What `sync start` needs of the local servers; the demo source restarts once if its
+    wal_level was not logical yet. A --source you gave is left as it is (the preflight says
+    what it lacks)."""
+    anyio.run(allow_subscriptions, local["target"])
+    if sample and anyio.run(enable_logical_source, local["source"]):
+        log.info("restarting_sample_source", why="wal_level = logical takes effect at start")
+        started_here = local["source"].started_here  # a server the user left running stays theirs
+        local["source"].stop()
+        local["source"].start().started_here = started_here
+
+
 def servers(home: Path | None = None) -> dict[str, LocalPostgres]:
     """The two local servers by role, whether or not they exist yet."""
     home = home or state_dir()
@@ -98,6 +134,7 @@ def describe_servers(running: list[LocalPostgres]) -> None:
 
 def run_local(args: argparse.Namespace) -> int:
     home = private_dir(state_dir())
+    online, replicating = bool(getattr(args, "online", False)), False
     local = servers(home)
     target_server = local["target"].start()
     mine = [target_server]
@@ -116,10 +153,20 @@ def run_local(args: argparse.Namespace) -> int:
             from automation.commands.repair import repair
 
             return repair(source, target, args)
+        if online:
+            prepare_online(local, sample=sample_source is not None)
+            code = start_and_report(source, target, args, out_dir=home)
+            replicating = True
+            term.current().note(
+                f"replication runs between the local servers: `set -a; . {local_env_file(home)}; set +a`, then "
+                "`python -m automation sync status`" + ("" if sample_source else " (with your SOURCE_DATABASE_URL)"),
+                "local_sync_next")
+            return code
         return migrate_and_report(source, target, args, out_dir=home)
     finally:
-        # Stop only what this call started: a server the user left running stays up.
-        kept = bool(getattr(args, "keep_running", False))
+        # Stop only what this call started: a server the user left running stays up, and so
+        # do both once --online started replication (it runs between them until `sync cutover`).
+        kept = bool(getattr(args, "keep_running", False)) or replicating
         for server in mine:
             if server.started_here and not kept:
                 server.stop()

@@ -271,3 +271,14 @@ def test_every_exception_family_gets_a_cause_and_a_fix_without_secrets() -> None
     group = BaseExceptionGroup("tasks", [ValueError("x"), ExceptionGroup("inner", [MigrationError("bad", "fix it")])])
     assert isinstance(leaf(group), MigrationError)
     assert isinstance(leaf(BaseExceptionGroup("tasks", [MigrationError("a"), KeyboardInterrupt()])), KeyboardInterrupt)
+
+
+@pytest.mark.parametrize("argv", [["sync", "status", "--log-format", "console"], ["sync", "cutover", "--yes", "-q"],
+                                  ["-v", "sync", "abort", "--debug"]])
+def test_output_options_work_after_a_nouns_step_too(argv: list[str]) -> None:
+    from automation.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert args.step == argv[argv.index("sync") + 1]
+    assert (args.log_format, args.quiet, args.verbose, args.debug) == (
+        "console" if "console" in argv else None, "-q" in argv, int("-v" in argv), "--debug" in argv)

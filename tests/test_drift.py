@@ -119,3 +119,36 @@ def test_scheduled_workflow_is_valid_and_runs_an_existing_command() -> None:
     for words in commands + _drift_commands((ROOT / "ops/systemd/supabase-to-rds-drift.service").read_text()):
         args = build_parser().parse_args([w for w in words])
         assert args.handler.__module__ == "automation.commands.drift" and args.stack
+
+
+async def test_drift_ends_with_one_summary_line_by_severity(migrated: tuple[str, str], tmp_path: Path) -> None:
+    """Like every long command: one last line with the findings by severity and the exit code's
+    meaning — on a terminal as text, off it as the `summary` JSON event."""
+    from tests.test_cli_edge import cli_env, run_cli, run_on_tty
+
+    source, target = migrated
+    env = cli_env(SOURCE_DATABASE_URL=source, TARGET_DATABASE_URL=target)
+    code, screen = run_on_tty("drift", env=env)
+    assert code == 0, screen[-2000:]
+    [clean] = [line for line in screen.splitlines() if line.startswith("drift check of ")]
+    assert clean == ("drift check of schema (against the recorded migration), old source since the verified "
+                     "migration (row counts): no drift · exit 0 (ok)")
+
+    await run_sql(target, "DROP INDEX public.tasks_project_status_idx; CREATE TABLE public.scratch (id int)")
+    await run_sql(source, "INSERT INTO public.teams (slug, name, created_by) "
+                          "SELECT 'late', 'written after cutover', created_by FROM public.teams LIMIT 1")
+    report = tmp_path / "drift.json"
+    code, screen = run_on_tty("drift", "--report", str(report), env=env)
+    assert code == 2, screen[-2000:]
+    findings = json.loads(report.read_text())["findings"]
+    critical = sum(f["severity"] == "critical" for f in findings)
+    warning = sum(f["severity"] == "warning" for f in findings)
+    assert critical >= 2 and warning >= 1 and critical + warning == len(findings)
+    [line] = [line for line in screen.splitlines() if line.startswith("drift check of ")]
+    assert line.endswith(f": {critical + warning} drift findings ({critical} critical, {warning} warning) "
+                         f"· exit 2 (mismatch or drift found) · report {report}")
+
+    off_tty = run_cli("drift", env=env)
+    assert off_tty.returncode == 2
+    [event] = [json.loads(e) for e in off_tty.stderr.splitlines() if '"event": "summary"' in e]
+    assert event["exit_code"] == 2 and event["summary"] == line.split(" · exit")[0]

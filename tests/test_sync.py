@@ -113,6 +113,11 @@ def error_lines(capsys: pytest.CaptureFixture) -> list[str]:
     return [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
 
 
+def summaries(capsys: pytest.CaptureFixture) -> list[dict]:
+    """The `summary` events a command ended with (stderr is JSON lines off a terminal)."""
+    return [json.loads(line) for line in capsys.readouterr().err.splitlines() if '"event": "summary"' in line]
+
+
 async def phase(target: str) -> str | None:
     if not await fetchval(target, "SELECT to_regclass('supabase_to_rds.sync_state') IS NOT NULL"):
         return None
@@ -274,3 +279,37 @@ async def test_preflight_refuses_the_pooler(subscriber_target: str, capsys: pyte
     assert await cli(["sync", "start", "--source", pooler, "--target", subscriber_target]) == 1
     [err] = error_lines(capsys)
     assert "pooler" in err and "db.<ref>.supabase.co" in err and "IPv4 add-on" in err and "secret-pw" not in err
+
+
+async def test_large_objects_are_named_at_start_and_a_change_stops_the_cutover(
+    sync_source: str, subscriber_target: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Logical replication does not carry large objects: `start` says so (stderr and report), and a
+    large object changed after it makes `cutover` report a mismatch (exit 2, fence kept)."""
+    source, target = sync_source, subscriber_target
+    oid = await fetchval(source, "SELECT lo_from_bytea(0, 'before the snapshot')::bigint")
+    report = tmp_path / "start.json"
+    capsys.readouterr()
+    assert await cli(["sync", "start", "--source", source, "--target", target, "--jobs", "2",
+                      "--report", str(report)]) == 0
+    err = capsys.readouterr().err
+    assert "1 large object(s) copied as of the snapshot" in err and "NOT replicated" in err
+    [started] = [json.loads(line)["summary"] for line in err.splitlines() if '"event": "summary"' in line]
+    assert started.startswith("migrated ") and "— verified; replication running from " in started
+    assert any("large object" in w and "NOT replicated" in w for w in json.loads(report.read_text())["copy"]["warnings"])
+    assert await fetchval(target, "SELECT convert_from(lo_get($1::oid), 'UTF8')", oid) == "before the snapshot"
+    assert await cli(["sync", "status", "--source", source, "--target", target]) == 0
+    [summary] = summaries(capsys)  # one closing line, like every command
+    assert summary["summary"].startswith("sync streaming: lag ") and summary["summary"].endswith("— healthy")
+
+    await run_sql(source, f"SELECT lo_put({oid}::oid, 0, 'AFTER')")  # not replicated
+    assert await cli(["sync", "cutover", "--source", source, "--target", target, "--yes"]) == 2
+    [err] = error_lines(capsys)
+    assert "large objects" in err and f"different: {oid}" in err and "sync start --truncate" in err
+    with pytest.raises(asyncpg.ReadOnlySQLTransactionError):  # a mismatch keeps the fence
+        await run_sql(source, "INSERT INTO billing.invoices (task_id, cents) VALUES (0, 0)")
+    assert await phase(target) == "fenced"
+    assert await cli(["sync", "abort", "--source", source, "--target", target]) == 0
+    assert (await leftovers(source, target)) == {"slot": 0, "publication": 0, "subscription": 0}
+    assert summaries(capsys)[-1]["summary"] == "aborted: subscription dropped, slot dropped, publication dropped, " \
+        f"fence lifted on {len(APP_TABLES) + 2} table(s)"

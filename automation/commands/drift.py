@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from automation import stack as pulumi_stack
+from automation import terminal as term
 from automation.commands.report import write_report
 from automation.commands.urls import add_role_arguments, role_given, source_url, target_url
 from automation.drift_infra import findings_from_events
@@ -81,8 +82,28 @@ def render(report: DriftReport, console: Console) -> None:
     for f in report.findings:
         grid.add_row(f.area, f.object, f.kind, f.severity, f.detail, f.fix)
     console.print(grid)
-    console.print(f"checked: {', '.join(report.checked)} — "
-                  + ("no drift" if not report.drift else f"{len(report.drift)} drift finding(s)"))
+
+
+SEVERITY_ORDER = ("critical", "warning", "info")
+
+
+def drift_summary(report: DriftReport) -> str:
+    """The check in one line: what was checked, drift findings by severity (worst first), and the
+    benign differences that do not fail it; the CLI edge adds the exit code's meaning."""
+    checked = ", ".join(report.checked)
+    if not report.drift:
+        verdict = "no drift"
+    else:
+        by_severity: dict[str, int] = {}
+        for finding in report.drift:
+            by_severity[finding.severity] = by_severity.get(finding.severity, 0) + 1
+        ordered = sorted(by_severity, key=lambda s: (SEVERITY_ORDER.index(s) if s in SEVERITY_ORDER else 99, s))
+        verdict = (f"{term.count(len(report.drift), 'drift finding')} ("
+                   + ", ".join(f"{by_severity[s]} {s}" for s in ordered) + ")")
+    benign = len(report.findings) - len(report.drift)
+    if benign:
+        verdict += f"; {benign} benign, not failed"
+    return f"drift check of {checked}: {verdict}"
 
 
 def accept(args: argparse.Namespace, target: DatabaseUrl | None, source: DatabaseUrl | None) -> int:
@@ -117,6 +138,7 @@ def handle(args: argparse.Namespace) -> int:
         write_report(args.report, report.to_dict())
     if args.markdown:
         Path(args.markdown).write_text(report.to_markdown())
+    term.current().summary(drift_summary(report), report=args.report)
     return 2 if report.drift else 0
 
 

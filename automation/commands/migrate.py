@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -121,26 +122,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=handle)
 
 
+@dataclass
+class AppRoleSetup:
+    """What `up` settled about the app role before the run: the options carrying its password, and
+    the backend URL whose env file was written in the same step (None without --app-role)."""
+
+    options: MigrateOptions
+    app_url: DatabaseUrl | None
+    env_file: Path
+
+
+def prepare_app_role(target: DatabaseUrl, args: argparse.Namespace, *, out_dir: Path,
+                     store: PasswordStore | None = None) -> AppRoleSetup:
+    """The app role keeps its password (see automation/app_password.py); when the role gets one, the
+    backend's env file (mode 0600) is written in the same step — before the run, so a run that stops
+    later (mismatch, live target) never leaves the two apart."""
+    env_file = out_dir / "backend.env"
+    if not args.app_role:
+        return AppRoleSetup(migrate_options(args), None, env_file)
+    store = store or LocalPasswordStore(out_dir / f"{args.app_role}.password")
+    chosen = resolve_app_password(store, rotate=getattr(args, "rotate_app_password", False))
+    app_url = anyio.run(apply_app_password, target, args.app_role, chosen, env_file)
+    return AppRoleSetup(migrate_options(args, app_role_password=chosen.password), app_url, env_file)
+
+
+def print_backend_env(setup: AppRoleSetup, args: argparse.Namespace) -> None:
+    if setup.app_url is not None:
+        print(backend_env_line(setup.app_url, show_secrets=args.show_secrets))
+        term.current().print(f"the backend's .env line (with the password) is in {setup.env_file}")
+
+
 def migrate_and_report(source: DatabaseUrl, target: DatabaseUrl, args: argparse.Namespace, *, out_dir: Path,
                        store: PasswordStore | None = None) -> int:
-    """`up`'s migration: resumable by default, so a rerun continues or re-verifies. The app role
-    keeps its password (see automation/app_password.py); when the role gets one, the backend's
-    env file (mode 0600) is written in the same step — before the migration, so a run that
-    stops later (mismatch, live target) never leaves the two apart."""
-    app_url = None
-    env_file = out_dir / "backend.env"
-    if args.app_role:
-        store = store or LocalPasswordStore(out_dir / f"{args.app_role}.password")
-        chosen = resolve_app_password(store, rotate=getattr(args, "rotate_app_password", False))
-        app_url = anyio.run(apply_app_password, target, args.app_role, chosen, env_file)
-        options = with_resume(migrate_options(args, app_role_password=chosen.password))
-    else:
-        options = with_resume(migrate_options(args))
+    """`up`'s migration: resumable by default, so a rerun continues or re-verifies; `--fresh` first
+    drops what the last verified run created."""
+    if getattr(args, "fresh", False):
+        fresh_target(target, args)
+    setup = prepare_app_role(target, args, out_dir=out_dir, store=store)
     report_path = args.report or out_dir / f"migrate-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
-    report = run_or_report(source, target, options, report_path)
+    report = run_or_report(source, target, with_resume(setup.options), report_path)
     summarize(report, report_path)
     report.raise_for_mismatch()
-    if app_url is not None:
-        print(backend_env_line(app_url, show_secrets=args.show_secrets))
-        term.current().print(f"the backend's .env line (with the password) is in {env_file}")
+    print_backend_env(setup, args)
     return 0

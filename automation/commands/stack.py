@@ -14,11 +14,13 @@ from automation import stack as pulumi_stack
 from automation.app_password import secrets_manager_store
 from automation.commands.migrate import migrate_and_report
 from automation.commands.repair import REPAIR_HELP, repair
+from automation.commands.sync import add_start_arguments, start_and_report
 from automation.commands.options import add_pipeline_arguments, add_schema_arguments, schema_options
 from automation.plan import build_migration_plan, render_plan
 from automation.commands.urls import add_role_arguments, role_given, source_url
 from infra.config import ACCESS_WINDOW_KEY, AccessWindow, access_window, load_settings, raw_from_pulumi
 from loaders.dsn import DatabaseUrl
+from loaders.errors import MigrationError
 from loaders.redaction import MASK
 
 log = structlog.get_logger(stage="stack")
@@ -88,11 +90,21 @@ def _migrate(args: argparse.Namespace, stack: Any, source: DatabaseUrl, *, cidr:
     if args.repair:
         return repair(source, target, args)
     store = secrets_manager_store(args.stack, args.app_role) if args.app_role else None
-    return migrate_and_report(source, target, args, out_dir=pulumi_stack.PROJECT_DIR / "reports" / args.stack,
-                              store=store)
+    run = start_and_report if args.online else migrate_and_report
+    return run(source, target, args, out_dir=pulumi_stack.PROJECT_DIR / "reports" / args.stack, store=store)
+
+
+def refuse_conflicts(args: argparse.Namespace) -> None:
+    """`--online` replaces the migration; what only makes sense for `migrate` is refused before anything runs."""
+    if args.online and args.repair:
+        raise MigrationError("--online and --repair both given: --repair re-copies differing ranges of a finished "
+                             "migration, --online starts replication", "run `up --repair` and `up --online` separately")
+    if args.online and not role_given(args, "source") and not args.local:
+        raise MigrationError("--online needs a source to replicate from", "pass --source URL (or SOURCE_DATABASE_URL)")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    refuse_conflicts(args)
     if args.local:
         from automation.local import run_local
 
@@ -154,6 +166,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="give the app role a new password (and rewrite backend.env in the same step); without it "
                          "the role keeps APP_ROLE_PASSWORD or the recorded one (Secrets Manager, or .local/ with --local)")
     up.add_argument("--repair", action="store_true", help=REPAIR_HELP)
+    up.add_argument("--fresh", action="store_true",
+                    help="start over on a target that already has a verified migration: drop what the tool created "
+                         "there — and only that — then migrate again (as `migrate --fresh`; --yes also confirms this)")
+    online = up.add_argument_group("online migration (sync)")
+    online.add_argument("--online", action="store_true",
+                        help="after provisioning, run `sync start` instead of `migrate`: copy inside a logical slot's "
+                             "snapshot, then leave replication running; then `sync status`, `sync cutover`")
+    add_start_arguments(online)
     up.set_defaults(handler=cmd_up)
 
     preview = sub.add_parser("preview", help="Pulumi preview plus the migration plan; changes nothing",

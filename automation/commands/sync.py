@@ -11,16 +11,21 @@ import argparse
 import contextlib
 import json
 import sys
+from datetime import datetime, timezone
+from pathlib import Path
 
 import anyio
-from rich.console import Console
 
-from automation.commands.migrate import summarize
+from automation import terminal as term
+from automation.app_password import PasswordStore
+from automation.commands.migrate import (fresh_target, migration_summary, prepare_app_role, print_backend_env,
+                                         summarize)
 from automation.commands.options import add_pipeline_arguments, add_proof_argument, migrate_options
 from automation.commands.report import write_report
 from automation.commands.urls import add_url_arguments, source_url, target_url
 from loaders.data.copy import default_jobs
-from loaders.dsn import parse_url
+from loaders.dsn import DatabaseUrl, parse_url
+from loaders.migrate import MigrateOptions
 from loaders.errors import MigrationError
 from loaders.progress import RichProgress, default_progress
 from loaders.sync.cutover import CutoverOptions, cutover
@@ -28,6 +33,7 @@ from loaders.sync.start import DEFAULT_CAUGHT_UP_BYTES, StartOptions, start
 from loaders.sync.status import SyncStatus, sync_status
 from loaders.sync.teardown import abort
 
+NEXT_STEPS = "`sync status`, then `sync cutover` (or `sync abort`)"
 EPILOG = "Exit codes: 0 ok, 1 error, 2 mismatch (cutover) or unhealthy/lagging (status)."
 
 
@@ -35,11 +41,14 @@ def _mb(n: int | None) -> str:
     return "?" if n is None else f"{n / 1e6:.2f} MB"
 
 
-def handle_start(args: argparse.Namespace) -> int:
-    source, target = source_url(args), target_url(args)
+def start_options(args: argparse.Namespace, migrate: MigrateOptions) -> StartOptions:
     for_target = parse_url(args.source_for_target, "source") if args.source_for_target else None
-    options = StartOptions(migrate=migrate_options(args), source_for_target=for_target,
-                           identity_full=args.replica_identity_full, timeout=args.timeout)
+    return StartOptions(migrate=migrate, source_for_target=for_target, identity_full=args.replica_identity_full,
+                        timeout=getattr(args, "timeout", None) or StartOptions.timeout)
+
+
+def run_start(source: DatabaseUrl, target: DatabaseUrl, options: StartOptions, report_path: Path | None) -> int:
+    """`sync start` with a progress display; the migration's report and summary, then what to run next."""
     progress = default_progress()
     options.migrate.copy.progress = progress
 
@@ -48,24 +57,58 @@ def handle_start(args: argparse.Namespace) -> int:
             return await start(source, target, options)
 
     report = anyio.run(run)
-    summarize(report.migration, args.report)
-    console = Console(stderr=True)
+    summarize(report.migration, report_path)
+    term.current().summary(f"{migration_summary(report.migration)}; replication running from "
+                           f"{report.state.consistent_lsn}", report=report_path)
     if report.resumed_from:
-        console.print(f"resumed: the previous start stopped at phase {report.resumed_from}; copied again")
-    console.print(f"replication running from {report.state.consistent_lsn}; lag {_mb(report.lag_bytes)}. "
-                  "Next: `sync status`, then `sync cutover` (or `sync abort`).")
+        term.current().note(f"resumed: the previous start stopped at phase {report.resumed_from}; copied again",
+                            "sync_resumed", previous_phase=report.resumed_from)
+    term.current().note(f"replication running from {report.state.consistent_lsn}; lag {_mb(report.lag_bytes)}. "
+                        f"Next: {NEXT_STEPS}.", "sync_started", consistent_lsn=report.state.consistent_lsn,
+                        lag_bytes=report.lag_bytes)
     return 0
 
 
+def handle_start(args: argparse.Namespace) -> int:
+    return run_start(source_url(args), target_url(args), start_options(args, migrate_options(args)), args.report)
+
+
+def start_and_report(source: DatabaseUrl, target: DatabaseUrl, args: argparse.Namespace, *, out_dir: Path,
+                     store: PasswordStore | None = None) -> int:
+    """`up --online`: the app role and backend.env exactly as `up` handles them, then `sync start`
+    (not resumable like `up`'s migrate: a new slot needs a copy from its own snapshot)."""
+    if getattr(args, "fresh", False):
+        fresh_target(target, args)
+    setup = prepare_app_role(target, args, out_dir=out_dir, store=store)
+    report_path = args.report or out_dir / f"sync-start-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    code = run_start(source, target, start_options(args, setup.options), report_path)
+    print_backend_env(setup, args)
+    return code
+
+
+def add_start_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `sync start` takes beyond `migrate`'s options (also on `up --online`)."""
+    parser.add_argument("--source-for-target", metavar="URL",
+                        help="the source as the target connects to it (default: the source URL); needs the password")
+    parser.add_argument("--replica-identity-full", action="store_true",
+                        help="set REPLICA IDENTITY FULL on source tables without a primary key (a write to the source)")
+
+
 def render_status(status: SyncStatus) -> None:
-    console = Console(stderr=True)
+    """On a console: the state, one line per table and the problems (off it, `--json` is the detail)."""
+    terminal = term.current()
     lag_s = "?" if status.lag_seconds is None else f"{status.lag_seconds:.1f}s"
-    console.print(f"phase {status.phase}; lag {_mb(status.lag_bytes)} ({lag_s}); WAL kept for our slot "
-                  f"{_mb(status.retained_bytes)}; apply worker {'running' if status.worker_pid else 'NOT running'}")
+    terminal.print(f"phase {status.phase}; lag {_mb(status.lag_bytes)} ({lag_s}); WAL kept for our slot "
+                   f"{_mb(status.retained_bytes)}; apply worker {'running' if status.worker_pid else 'NOT running'}")
     for t in status.tables:
-        console.print(f"  {t.table}: {t.state}, rows source {t.source_rows} / target {t.target_rows}")
+        terminal.print(f"  {t.table}: {t.state}, rows source {t.source_rows} / target {t.target_rows}")
     for problem in status.problems:
-        console.print(f"problem: {problem}")
+        terminal.print(f"problem: {problem}", style="red")
+
+
+def status_summary(status: SyncStatus) -> str:
+    verdict = "healthy" if status.healthy else f"{term.count(len(status.problems), 'problem')}: {status.problems[0]}"
+    return f"sync {status.phase}: lag {_mb(status.lag_bytes)}, WAL kept {_mb(status.retained_bytes)} — {verdict}"
 
 
 def handle_status(args: argparse.Namespace) -> int:
@@ -75,6 +118,7 @@ def handle_status(args: argparse.Namespace) -> int:
         print(json.dumps(status.to_dict(), indent=2, default=str))
     else:
         render_status(status)
+    term.current().summary(status_summary(status))
     return 0 if status.healthy else 2
 
 
@@ -95,19 +139,19 @@ def handle_cutover(args: argparse.Namespace) -> int:
                              proof=args.proof, jobs=args.jobs)
     source, target = source_url(args), target_url(args)
     report = anyio.run(lambda: cutover(source, target, options))
-    console = Console(stderr=True)
-    if report.verify is not None:
-        report.verify.render(console)
+    terminal = term.current()
+    if report.verify is not None and terminal.human:
+        report.verify.render(terminal.console)
     write_report(args.report, report.to_dict())
-    console.print(f"cut over at {report.fence_lsn}: writes were frozen for {report.freeze_seconds:.2f}s ("
-                  + ", ".join(f"{k} {v:.2f}s" for k, v in report.phases.items())
-                  + "); the source stays read-only. Point the app at the target.")
+    terminal.summary(f"cut over at {report.fence_lsn}: writes were frozen for {report.freeze_seconds:.2f} s ("
+                     + ", ".join(f"{k} {v:.2f}s" for k, v in report.phases.items())
+                     + "); the source stays read-only — point the app at the target", report=args.report)
     return 0
 
 
 def handle_abort(args: argparse.Namespace) -> int:
     report = anyio.run(lambda: abort(source_url(args), target_url(args)))
-    Console(stderr=True).print(
+    term.current().summary(
         f"aborted: subscription {'dropped' if report.subscription else 'none'}, slot "
         f"{'dropped' if report.slot else 'none'}, publication {'dropped' if report.publication else 'none'}, "
         f"fence lifted on {len(report.unfenced)} table(s)")
@@ -128,10 +172,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          epilog=EPILOG)
     add_url_arguments(p)
     add_pipeline_arguments(p)
-    p.add_argument("--source-for-target", metavar="URL",
-                   help="the source as the target connects to it (default: the source URL); needs the password")
-    p.add_argument("--replica-identity-full", action="store_true",
-                   help="set REPLICA IDENTITY FULL on source tables without a primary key (a write to the source)")
+    add_start_arguments(p)
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for replication to start and catch up")
     p.set_defaults(handler=handle_start)
 

@@ -213,7 +213,8 @@ def setup_statements(plan: SchemaPlan) -> list[CleanStatement]:
     return statements
 
 
-CHANGED_DUMP_FIX = "the source schema changed since the first run; start over on a fresh target database"
+CHANGED_DUMP_FIX = ("the source schema changed since the first run; start over with `migrate --fresh --yes` (drops what "
+                    "the tool created, the app's rows too) or on a fresh target database")
 
 
 async def _apply_units(

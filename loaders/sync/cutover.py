@@ -61,8 +61,14 @@ class CutoverReport:
         return self.verify is not None and all(t.ok for t in self.verify.tables)
 
     @property
+    def large_objects_ok(self) -> bool:
+        """Replication never carried them: a change since `sync start` shows up only here."""
+        checked = self.verify.large_objects if self.verify is not None else None
+        return checked is None or checked.ok
+
+    @property
     def ok(self) -> bool:
-        return self.tables_ok and all(s.ok for s in self.sequences)
+        return self.tables_ok and self.large_objects_ok and all(s.ok for s in self.sequences)
 
     def to_dict(self) -> dict[str, object]:
         return {"ok": self.ok, "fence_lsn": self.fence_lsn, "fenced_tables": self.fenced_tables,
@@ -137,9 +143,12 @@ async def cutover(source: DatabaseUrl, target: DatabaseUrl, options: CutoverOpti
             bad = report.verify.mismatches() if report.verify else []
             bad += [s.sequence for s in report.sequences if not s.ok]
             raise VerificationMismatch(
-                f"after the fence the target differs from the source in {len(bad)} object(s): {', '.join(bad[:10])}",
+                f"after the fence the target differs from the source in {len(bad)} object(s): {', '.join(bad[:10])}"
+                + ("" if report.large_objects_ok else f" ({report.verify.large_objects.summary()}: "  # type: ignore[union-attr]
+                   "logical replication does not carry large objects)"),
                 "the source stays fenced: rerun `sync cutover` to check again, or `sync abort` to unfence and "
-                "keep the app on Supabase")
+                "keep the app on Supabase" + ("" if report.large_objects_ok else
+                                              ", then `sync start --truncate` to copy the large objects again"))
         await drop_subscription(target)
         lap("detach")
         state.phase, state.freeze_seconds = CUT_OVER, report.freeze_seconds

@@ -62,6 +62,21 @@ async def _refuse_or_clean(source: DatabaseUrl, target: DatabaseUrl) -> str | No
     return state.phase
 
 
+def large_objects_warning(migration: MigrationReport) -> str | None:
+    """Logical replication carries table rows only: large objects (`pg_largeobject`) are copied as of
+    the slot's snapshot and then stand still on the target. Said once at start, in the report too;
+    `sync cutover` verifies them and refuses to pass when they moved."""
+    copied = migration.copy.large_objects if migration.copy else None
+    if copied is None or not (copied.copied or copied.already_done):
+        return None  # none on the source, or skipped with their own warning (--no-large-objects, --tables)
+    warning = (f"{copied.source_count} large object(s) copied as of the snapshot: logical replication does not "
+               "carry large objects, so changes to them after `sync start` are NOT replicated (`sync cutover` "
+               "verifies them and stops on a difference)")
+    log.warning("large_objects_not_replicated", count=copied.source_count)
+    migration.copy.warnings.append(warning)  # type: ignore[union-attr]
+    return warning
+
+
 def raise_for_table_mismatch(migration: MigrationReport) -> None:
     """Schema and tables must match the snapshot; sequences cannot while the app writes (a sequence
     read ignores snapshots, so the source's has moved on) and are set at cutover instead."""
@@ -90,6 +105,7 @@ async def start(source: DatabaseUrl, target: DatabaseUrl, options: StartOptions)
             await save_state(target, state)
             migration = await migrate(source, target, replace(migrate_options, snapshot=slot.snapshot))
             raise_for_table_mismatch(migration)
+            large_objects_warning(migration)
     except BaseException:
         # Without its snapshot the slot is useless, and a forgotten slot keeps WAL on the source.
         with anyio.CancelScope(shield=True):
