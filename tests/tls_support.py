@@ -13,7 +13,6 @@ import datetime
 import ipaddress
 import os
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
