@@ -1,0 +1,163 @@
+"""`migrate`'s per-table pipeline: a table is finished while the others are still copying.
+
+As soon as a table's rows are committed, its post-data group is applied (keys, then other
+indexes, then triggers: loaders/schema/post_data.py), it is analyzed, and it is proven
+(source side in the snapshot, target side concurrently). A foreign key follows once both of
+its tables are through that. What is left for the end is small: post-data not tied to one
+copied table, partitioned roots' ANALYZE, sequences, matviews and large objects.
+
+Index builds, ANALYZE and proofs all compete with the copy streams for the same two cores,
+so they share one limiter, `side_jobs` wide (default from the measurement in BENCHMARKS.md).
+Every statement is recorded as it commits (post_data.py), so a run killed in this stage
+resumes with exactly the statements still missing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import anyio
+import asyncpg
+import structlog
+
+from loaders.concurrency import task_group
+from loaders.connect import create_pool
+from loaders.data.analyze import AnalyzeReport, analyze, roots_of
+from loaders.data.catalog import Table
+from loaders.data.checksum import Proof
+from loaders.data.copy import CopyPlan
+from loaders.data.snapshot import Snapshot, apply_canonical
+from loaders.data.verify import TableCheck, TableProver
+from loaders.dsn import DatabaseUrl
+from loaders.errors import MigrationError
+from loaders.schema.post_data import PostDataApplier, PostStatement
+from loaders.schema.stage import SESSION, SchemaFailed, SchemaReport, post_data_applier, post_data_plan
+
+log = structlog.get_logger(stage="pipeline")
+
+# Index builds / ANALYZE / proofs beside the copy streams on 2 cores: measured (BENCHMARKS.md).
+DEFAULT_SIDE_JOBS = 1
+
+
+async def _schema_session(conn: asyncpg.Connection) -> None:
+    for setting in SESSION:
+        await conn.execute(setting)
+
+
+@dataclass
+class PipelineResult:
+    checks: dict[str, TableCheck] = field(default_factory=dict)
+    analyze: AnalyzeReport = field(default_factory=AnalyzeReport)
+    # Table key → seconds after the pipeline started at which its group was applied and analyzed.
+    ready_at: dict[str, float] = field(default_factory=dict)
+
+
+class TablePipeline:
+    """Open it around the copy, pass `copied` to `copy_tables`, and run `run` beside it."""
+
+    def __init__(self, snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, schema: SchemaReport, *,
+                 proof: Proof, side_jobs: int = DEFAULT_SIDE_JOBS) -> None:
+        self.snap, self.target, self.plan, self.schema, self.proof = snap, target, plan, schema, proof
+        self.tables: dict[str, Table] = {t.key: t for t in plan.catalog.tables}
+        self.limiter = anyio.CapacityLimiter(max(1, side_jobs))
+        self.copied = {key: anyio.Event() for key in self.tables}
+        self.ready = {key: anyio.Event() for key in self.tables}
+        for key in plan.already_done:  # --resume: loaded by an earlier run
+            self.copied[key].set()
+        self.result = PipelineResult()
+        self.applier: PostDataApplier | None = None
+        self.roots: dict[str, str] = {}
+        self._stack = AsyncExitStack()
+        self._started = time.perf_counter()
+
+    def table_copied(self, key: str) -> None:
+        """`copy_tables`' `on_table_done`: runs in the copy task, so it only signals."""
+        if key in self.copied:
+            self.copied[key].set()
+
+    async def __aenter__(self) -> "TablePipeline":
+        jobs = self.limiter.total_tokens
+        self.ddl = await self._stack.enter_async_context(
+            await create_pool(self.target, int(jobs) + 1, setup=_schema_session))
+        prove_pool = await self._stack.enter_async_context(
+            await create_pool(self.target, int(jobs), setup=apply_canonical))
+        plan = post_data_plan(self.schema, self.tables)
+        try:
+            async with self.ddl.acquire() as conn:
+                self.applier = await post_data_applier(conn, self.schema, plan) if plan is not None else None
+                self.roots = await roots_of(conn, list(self.tables.values()))
+        except MigrationError as exc:
+            await self._stack.aclose()
+            raise self._failed(exc) from exc
+        self.prover = await TableProver.prepare(self.snap, prove_pool, self.proof, list(self.tables.values()))
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self._stack.aclose()
+
+    def _failed(self, exc: MigrationError) -> SchemaFailed:
+        self.schema.error = exc.one_line()
+        return SchemaFailed(exc, self.schema)
+
+    async def _apply(self, statements: Sequence[PostStatement]) -> None:
+        if self.applier is None or not self.applier.pending(statements):
+            return
+        try:
+            async with self.ddl.acquire() as conn:
+                await self.applier.apply(conn, statements)
+        except MigrationError as exc:
+            raise self._failed(exc) from exc
+
+    async def _table(self, key: str) -> None:
+        await self.copied[key].wait()
+        table = self.tables[key]
+        group = self.applier.plan.tables.get(key, []) if self.applier is not None else []
+        async with self.limiter:
+            await self._apply(group)
+            if self.roots.get(key) == key:  # a partition is analyzed through its root, at the end
+                async with self.ddl.acquire() as conn:
+                    await analyze(conn, table.ident)
+        self.result.ready_at[key] = time.perf_counter() - self._started
+        log.info("table_ready", table=key, statements=len(group))
+        self.ready[key].set()
+        async with self.limiter:
+            self.result.checks[key] = await self.prover.check(table)
+
+    async def _foreign_key(self, statement: PostStatement) -> None:
+        await self.ready[statement.table].wait()  # type: ignore[index]
+        await self.ready[statement.references].wait()  # type: ignore[index]
+        async with self.limiter:
+            await self._apply([statement])
+        log.info("foreign_key_added", table=statement.table, references=statement.references)
+
+    async def run(self) -> PipelineResult:
+        """Until every table is loaded, built, analyzed and proven, and every FK between them added."""
+        async with task_group() as tg:
+            for key in self.tables:
+                tg.start_soon(self._table, key)
+            for statement in self.applier.plan.foreign_keys if self.applier is not None else []:
+                tg.start_soon(self._foreign_key, statement)
+        return self.result
+
+    async def analyze_roots(self) -> AnalyzeReport:
+        """Partitioned roots (ANALYZE samples across the partitions and recurses into them)."""
+        started = time.perf_counter()
+        roots = sorted(set(self.roots.values()))
+        async with task_group() as tg:
+            for root in roots:
+                if root not in self.tables:
+                    tg.start_soon(self._analyze_root, root)
+        self.result.analyze = AnalyzeReport(roots, time.perf_counter() - started)
+        return self.result.analyze
+
+    async def _analyze_root(self, root: str) -> None:
+        async with self.limiter, self.ddl.acquire() as conn:
+            await analyze(conn, root)
+
+
+__all__ = ["DEFAULT_SIDE_JOBS", "PipelineResult", "TablePipeline"]
