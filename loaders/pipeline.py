@@ -15,8 +15,7 @@ resumes with exactly the statements still missing.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from contextlib import AsyncExitStack
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -71,7 +70,7 @@ class TablePipeline:
         self.result = PipelineResult()
         self.applier: PostDataApplier | None = None
         self.roots: dict[str, str] = {}
-        self._stack = AsyncExitStack()
+        self._pools: list[asyncpg.Pool] = []
         self._started = time.perf_counter()
 
     def table_copied(self, key: str) -> None:
@@ -80,25 +79,36 @@ class TablePipeline:
             self.copied[key].set()
 
     async def __aenter__(self) -> "TablePipeline":
-        jobs = self.limiter.total_tokens
-        self.ddl = await self._stack.enter_async_context(
-            await create_pool(self.target, int(jobs) + 1, setup=_schema_session))
-        prove_pool = await self._stack.enter_async_context(
-            await create_pool(self.target, int(jobs), setup=apply_canonical))
-        plan = post_data_plan(self.schema, self.tables)
+        jobs = int(self.limiter.total_tokens)
         try:
+            self.ddl = await self._pool(jobs + 1, _schema_session)
+            prove_pool = await self._pool(jobs, apply_canonical)
+            plan = post_data_plan(self.schema, self.tables)
             async with self.ddl.acquire() as conn:
                 self.applier = await post_data_applier(conn, self.schema, plan) if plan is not None else None
                 self.roots = await roots_of(conn, list(self.tables.values()))
-        except MigrationError as exc:
-            await self._stack.aclose()
-            raise self._failed(exc) from exc
-        self.prover = await TableProver.prepare(self.snap, prove_pool, self.proof, list(self.tables.values()))
+            self.prover = await TableProver.prepare(self.snap, prove_pool, self.proof, list(self.tables.values()))
+        except BaseException as exc:
+            await self.__aexit__(type(exc), exc, None)
+            if isinstance(exc, MigrationError):
+                raise self._failed(exc) from exc
+            raise
         return self
+
+    async def _pool(self, size: int, setup: Callable[[asyncpg.Connection], Awaitable[None]]) -> asyncpg.Pool:
+        pool = await create_pool(self.target, size, setup=setup)
+        self._pools.append(pool)
+        return pool
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        await self._stack.aclose()
+        """A failed or cancelled run drops its sessions at once (a cancelled scope can't wait for a
+        graceful close, and a statement may still be running on one of them)."""
+        for pool in self._pools:
+            if exc is not None:
+                pool.terminate()
+            else:
+                await pool.close()
 
     def _failed(self, exc: MigrationError) -> SchemaFailed:
         self.schema.error = exc.one_line()
