@@ -3,9 +3,11 @@
 Two origins, one path: a migrations folder is a list of tracked units, one per file; a
 pg_dump of the source is two tracked units, pre-data and post-data. Tracking both in
 `supabase_to_rds.schema_migrations` makes every run resumable: a rerun applies only what is
-new and refuses what changed. The dump's post-data (indexes, constraints, triggers) is
-applied by `finish_schema` after the data load; a migrations folder is applied whole by
-`prepare_schema`, because its files interleave tables and indexes.
+new and refuses what changed. The dump's post-data (indexes, constraints, triggers) comes
+after the data load, statement by statement, each recorded as it commits (post_data.py):
+`migrate` applies each table's share as soon as that table is copied (loaders/pipeline.py)
+and `finish_schema` the rest; a migrations folder is applied whole by `prepare_schema`,
+because its files interleave tables and indexes.
 """
 
 from __future__ import annotations
