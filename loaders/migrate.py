@@ -204,11 +204,12 @@ async def _migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOpt
     async with open_snapshot(source, readers=options.copy.jobs + side_jobs, snapshot_id=options.snapshot) as snap:
         plan = await build_copy_plan(snap, target, options.copy)
         async with TablePipeline(snap, target, plan, report.schema, proof=options.proof,
-                                 side_jobs=side_jobs) as pipeline:
+                                 copy_jobs=options.copy.jobs, side_jobs=side_jobs) as pipeline:
             # Each table's post-data, ANALYZE and proof start as soon as its copy ends.
             async with anyio.create_task_group() as tg:
                 tg.start_soon(pipeline.run)
                 report.copy = await copy_tables(snap, target, plan, options.copy, on_table_done=pipeline.table_copied)
+                pipeline.copy_finished(options.copy.jobs)
                 if report.copy.restore_failed:
                     raise MigrationError(
                         f"the data is copied, but {len(report.copy.restore_failed)} object(s) set aside for the load "

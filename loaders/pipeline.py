@@ -6,8 +6,11 @@ indexes, then triggers: loaders/schema/post_data.py), it is analyzed, and it is 
 its tables are through that. What is left for the end is small: post-data not tied to one
 copied table, partitioned roots' ANALYZE, sequences, matviews and large objects.
 
-Index builds, ANALYZE and proofs all compete with the copy streams for the same two cores,
-so they share one limiter, `side_jobs` wide (default from the measurement in BENCHMARKS.md).
+Index builds, ANALYZE and proofs all compete with the copy streams for the same cores, so
+they share one limiter, `side_jobs` wide while tables are still copying (default from the
+measurement in BENCHMARKS.md), widened by the copy's `--jobs` once the copy is done. A
+table's plain indexes are built side by side (CREATE INDEX takes a SHARE lock, which does not
+conflict with itself); its keys and triggers one at a time (their locks do).
 Every statement is recorded as it commits (post_data.py), so a run killed in this stage
 resumes with exactly the statements still missing.
 """
@@ -33,7 +36,7 @@ from loaders.data.snapshot import Snapshot, apply_canonical
 from loaders.data.verify import TableCheck, TableProver
 from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError
-from loaders.schema.post_data import PostDataApplier, PostStatement
+from loaders.schema.post_data import PostDataApplier, PostStatement, Step
 from loaders.schema.stage import SESSION, SchemaFailed, SchemaReport, post_data_applier, post_data_plan
 
 log = structlog.get_logger(stage="pipeline")
@@ -59,10 +62,11 @@ class TablePipeline:
     """Open it around the copy, pass `copied` to `copy_tables`, and run `run` beside it."""
 
     def __init__(self, snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, schema: SchemaReport, *,
-                 proof: Proof, side_jobs: int = DEFAULT_SIDE_JOBS) -> None:
+                 proof: Proof, copy_jobs: int, side_jobs: int = DEFAULT_SIDE_JOBS) -> None:
         self.snap, self.target, self.plan, self.schema, self.proof = snap, target, plan, schema, proof
         self.tables: dict[str, Table] = {t.key: t for t in plan.catalog.tables}
-        self.limiter = anyio.CapacityLimiter(max(1, side_jobs))
+        self.side_jobs, self.copy_jobs = max(1, side_jobs), copy_jobs
+        self.limiter = anyio.CapacityLimiter(self.side_jobs)
         self.copied = {key: anyio.Event() for key in self.tables}
         self.ready = {key: anyio.Event() for key in self.tables}
         for key in plan.already_done:  # --resume: loaded by an earlier run
@@ -81,8 +85,8 @@ class TablePipeline:
     async def __aenter__(self) -> "TablePipeline":
         jobs = int(self.limiter.total_tokens)
         try:
-            self.ddl = await self._pool(jobs + 1, _schema_session)
-            prove_pool = await self._pool(jobs, apply_canonical)
+            self.ddl = await self._pool(jobs + self.copy_jobs + 1, _schema_session)
+            prove_pool = await self._pool(jobs + self.copy_jobs, apply_canonical)
             plan = post_data_plan(self.schema, self.tables)
             async with self.ddl.acquire() as conn:
                 self.applier = await post_data_applier(conn, self.schema, plan) if plan is not None else None
@@ -123,12 +127,22 @@ class TablePipeline:
         except MigrationError as exc:
             raise self._failed(exc) from exc
 
+    def copy_finished(self, jobs: int) -> None:
+        """The copy streams' cores are free: the rest of the builds and proofs may use them too."""
+        self.limiter.total_tokens = self.side_jobs + jobs
+
     async def _table(self, key: str) -> None:
         await self.copied[key].wait()
         table = self.tables[key]
         group = self.applier.plan.tables.get(key, []) if self.applier is not None else []
+        by_step = {step: [s for s in group if s.step == step] for step in Step}
+        async with self.limiter:  # keys take an ACCESS EXCLUSIVE lock: one statement at a time
+            await self._apply(by_step[Step.KEY])
+        async with task_group() as tg:  # plain indexes share their table (SHARE locks): side by side
+            for statement in by_step[Step.INDEX]:
+                tg.start_soon(self._limited, [statement])
         async with self.limiter:
-            await self._apply(group)
+            await self._apply(by_step[Step.OTHER] + by_step[Step.TRIGGER])
             if self.roots.get(key) == key:  # a partition is analyzed through its root, at the end
                 async with self.ddl.acquire() as conn:
                     await analyze(conn, table.ident)
@@ -138,11 +152,14 @@ class TablePipeline:
         async with self.limiter:
             self.result.checks[key] = await self.prover.check(table)
 
+    async def _limited(self, statements: Sequence[PostStatement]) -> None:
+        async with self.limiter:
+            await self._apply(statements)
+
     async def _foreign_key(self, statement: PostStatement) -> None:
         await self.ready[statement.table].wait()  # type: ignore[index]
         await self.ready[statement.references].wait()  # type: ignore[index]
-        async with self.limiter:
-            await self._apply([statement])
+        await self._limited([statement])
         log.info("foreign_key_added", table=statement.table, references=statement.references)
 
     async def run(self) -> PipelineResult:
