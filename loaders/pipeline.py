@@ -1,8 +1,8 @@
 """`migrate`'s per-table pipeline: a table is finished while the others are still copying.
 
 As soon as a table's rows are committed, its post-data group is applied (keys, then other
-indexes, then triggers: loaders/schema/post_data.py), it is analyzed, and it is proven
-(source side in the snapshot, target side concurrently). A foreign key follows once both of
+indexes, then triggers: loaders/schema/post_data.py) and it is analyzed; beside that it is
+proven (source side in the snapshot, target side concurrently), since a proof only reads. A foreign key follows once both of
 its tables are through that. What is left for the end is small: post-data not tied to one
 copied table, partitioned roots' ANALYZE, sequences, matviews and large objects.
 
@@ -132,8 +132,17 @@ class TablePipeline:
         self.limiter.total_tokens = self.side_jobs + jobs
 
     async def _table(self, key: str) -> None:
+        """Proof and post-data side by side: the proof only reads rows, which no build changes."""
         await self.copied[key].wait()
-        table = self.tables[key]
+        async with task_group() as tg:
+            tg.start_soon(self._prove, key)
+            tg.start_soon(self._build, key)
+
+    async def _prove(self, key: str) -> None:
+        async with self.limiter:
+            self.result.checks[key] = await self.prover.check(self.tables[key])
+
+    async def _build(self, key: str) -> None:
         group = self.applier.plan.tables.get(key, []) if self.applier is not None else []
         by_step = {step: [s for s in group if s.step == step] for step in Step}
         async with self.limiter:  # keys take an ACCESS EXCLUSIVE lock: one statement at a time
@@ -145,12 +154,10 @@ class TablePipeline:
             await self._apply(by_step[Step.OTHER] + by_step[Step.TRIGGER])
             if self.roots.get(key) == key:  # a partition is analyzed through its root, at the end
                 async with self.ddl.acquire() as conn:
-                    await analyze(conn, table.ident)
+                    await analyze(conn, self.tables[key].ident)
         self.result.ready_at[key] = time.perf_counter() - self._started
         log.info("table_ready", table=key, statements=len(group))
         self.ready[key].set()
-        async with self.limiter:
-            self.result.checks[key] = await self.prover.check(table)
 
     async def _limited(self, statements: Sequence[PostStatement]) -> None:
         async with self.limiter:
