@@ -65,8 +65,10 @@ class TablePipeline:
                  proof: Proof, copy_jobs: int, side_jobs: int = DEFAULT_SIDE_JOBS) -> None:
         self.snap, self.target, self.plan, self.schema, self.proof = snap, target, plan, schema, proof
         self.tables: dict[str, Table] = {t.key: t for t in plan.catalog.tables}
-        self.side_jobs, self.copy_jobs = max(1, side_jobs), copy_jobs
-        self.limiter = anyio.CapacityLimiter(self.side_jobs)
+        # 0: nothing beside the copy streams; builds and proofs wait for the copy to end.
+        self.side_jobs, self.copy_jobs = max(0, side_jobs), copy_jobs
+        self.limiter = anyio.CapacityLimiter(max(1, self.side_jobs))
+        self.copy_done = anyio.Event()
         self.copied = {key: anyio.Event() for key in self.tables}
         self.ready = {key: anyio.Event() for key in self.tables}
         for key in plan.already_done:  # --resume: loaded by an earlier run
@@ -83,7 +85,7 @@ class TablePipeline:
             self.copied[key].set()
 
     async def __aenter__(self) -> "TablePipeline":
-        jobs = int(self.limiter.total_tokens)
+        jobs = max(1, self.side_jobs)
         try:
             self.ddl = await self._pool(jobs + self.copy_jobs + 1, _schema_session)
             prove_pool = await self._pool(jobs + self.copy_jobs, apply_canonical)
@@ -130,10 +132,13 @@ class TablePipeline:
     def copy_finished(self, jobs: int) -> None:
         """The copy streams' cores are free: the rest of the builds and proofs may use them too."""
         self.limiter.total_tokens = self.side_jobs + jobs
+        self.copy_done.set()
 
     async def _table(self, key: str) -> None:
         """Proof and post-data side by side: the proof only reads rows, which no build changes."""
         await self.copied[key].wait()
+        if not self.side_jobs:
+            await self.copy_done.wait()
         async with task_group() as tg:
             tg.start_soon(self._prove, key)
             tg.start_soon(self._build, key)
