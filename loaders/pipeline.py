@@ -54,12 +54,11 @@ async def _schema_session(conn: asyncpg.Connection) -> None:
 class PipelineResult:
     checks: dict[str, TableCheck] = field(default_factory=dict)
     analyze: AnalyzeReport = field(default_factory=AnalyzeReport)
-    # Table key → seconds after the pipeline started at which its group was applied and analyzed.
-    ready_at: dict[str, float] = field(default_factory=dict)
 
 
 class TablePipeline:
-    """Open it around the copy, pass `copied` to `copy_tables`, and run `run` beside it."""
+    """Open it around the copy, run `run` beside `copy_tables` (its `on_table_done` is
+    `table_copied`), and call `copy_finished` when the copy returns."""
 
     def __init__(self, snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, schema: SchemaReport, *,
                  proof: Proof, copy_jobs: int, side_jobs: int = DEFAULT_SIDE_JOBS) -> None:
@@ -77,7 +76,6 @@ class TablePipeline:
         self.applier: PostDataApplier | None = None
         self.roots: dict[str, str] = {}
         self._pools: list[asyncpg.Pool] = []
-        self._started = time.perf_counter()
 
     def table_copied(self, key: str) -> None:
         """`copy_tables`' `on_table_done`: runs in the copy task, so it only signals."""
@@ -159,8 +157,7 @@ class TablePipeline:
             await self._apply(by_step[Step.OTHER] + by_step[Step.TRIGGER])
             if self.roots.get(key) == key:  # a partition is analyzed through its root, at the end
                 async with self.ddl.acquire() as conn:
-                    await analyze(conn, self.tables[key].ident)
-        self.result.ready_at[key] = time.perf_counter() - self._started
+                    await analyze(conn, key)  # the key is the table's quoted name
         log.info("table_ready", table=key, statements=len(group))
         self.ready[key].set()
 
