@@ -26,6 +26,8 @@ CREATE FUNCTION public.guarded(t text) RETURNS text LANGUAGE plpgsql IMMUTABLE A
 BEGIN
     IF current_setting('app.block_index', true) = 'on' THEN
         RAISE EXCEPTION 'index builds are blocked here';
+    ELSIF current_setting('app.block_index', true) = 'sleep' THEN
+        PERFORM pg_sleep(600);  -- until the test terminates this backend
     END IF;
     RETURN lower(t);
 END $$;
@@ -188,6 +190,37 @@ async def test_a_run_cancelled_in_the_overlapped_stage_resumes(source_db: str, t
     assert report.schema is not None and report.schema.statements_applied == await fetchval(target_db, RECORDED) - recorded
     assert await fetchrows(target_db, OBJECTS) == await fetchrows(source_db, OBJECTS)
     assert await fetchval(target_db, "SELECT count(*) FROM supabase_to_rds.load_guard") == 0
+
+
+async def test_a_target_backend_terminated_mid_build_resumes(source_db: str, target_db: str, pg18: LocalPostgres) -> None:
+    await _source(source_db, GUARDED_INDEX)
+    src, tgt = parse_url(source_db, "source"), parse_url(target_db, "target")
+    await prepare_schema(src, tgt, SchemaOptions())
+    database = await fetchval(target_db, "SELECT current_database()")
+    admin = pg18.url(database)
+    await run_sql(admin, f'ALTER DATABASE "{database}" SET app.block_index = sleep')
+    building = ("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND query LIKE 'CREATE INDEX \"bulk_guarded_idx\"%' AND state = 'active'")
+
+    async def terminate_the_build() -> None:
+        await _wait_for(target_db, building)
+        assert await fetchval(admin, f"SELECT pg_terminate_backend(({building}))")
+
+    failed: list[MigrationFailed] = []
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(terminate_the_build)
+            try:
+                await migrate(src, tgt, _options())
+            except MigrationFailed as exc:
+                failed.append(exc)
+    assert len(failed) == 1 and "bulk_guarded_idx" in failed[0].cause and "--resume" in failed[0].fix, failed
+    assert await fetchval(target_db, "SELECT to_regclass('public.bulk_pkey') IS NOT NULL")  # committed before
+
+    await run_sql(admin, f'ALTER DATABASE "{database}" RESET app.block_index')
+    report = await migrate(src, tgt, with_resume(_options()))
+    assert report.ok and report.schema is not None and report.schema.post_data_applied, report.error
+    assert await fetchrows(target_db, OBJECTS) == await fetchrows(source_db, OBJECTS)
 
 
 def test_post_data_is_grouped_by_the_table_it_acts_on() -> None:

@@ -27,7 +27,7 @@ from pglast import ast, enums
 from loaders import bookkeeping
 from loaders.data.catalog import table_key
 from loaders.errors import MigrationError
-from loaders.schema.apply import apply_statements
+from loaders.schema.apply import apply_statements, first_line
 from loaders.schema.clean import CleanStatement, parsed_statements
 from loaders.schema.clean.model import Change
 from loaders.schema.target import TargetServer, adapt_to_target
@@ -182,7 +182,8 @@ class PostDataApplier:
                 raise
             except (asyncpg.InterfaceError, OSError) as exc:  # the session died (terminated, server gone)
                 raise MigrationError(f"{item.statement.file}:{item.statement.line}: the target connection was lost "
-                                     f"({type(exc).__name__}: {exc})", RESUME_FIX) from None
+                                     f"({type(exc).__name__}) — in statement: {first_line(item.statement)}",
+                                     RESUME_FIX) from None
             self.applied.add(item.digest)
             done += 1
         self.count += done
