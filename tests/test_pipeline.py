@@ -5,11 +5,13 @@ stopped in the overlapped stage (a failing post-data statement, a cancel) resume
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 import anyio
 import pytest
 
-from loaders.dsn import parse_url
+from loaders.dsn import DatabaseUrl, parse_url
 from loaders.localpg import LocalPostgres
 from loaders.migrate import MigrateOptions, MigrationFailed, migrate, with_resume
 from loaders.data.copy import CopyOptions
@@ -76,6 +78,17 @@ async def _wait_for(target: str, sql: str) -> None:
         await anyio.sleep(0.05)
 
 
+async def _failing_migrate_beside(helper: Callable[[], Awaitable[None]], src: DatabaseUrl,
+                                  tgt: DatabaseUrl) -> MigrationFailed:
+    """`migrate` with `helper` running beside it, expected to fail: the failure."""
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(helper)
+            with pytest.raises(MigrationFailed) as failed:
+                await migrate(src, tgt, _options())
+    return failed.value
+
+
 # orders' key and index are built (each statement commits with its bookkeeping row).
 ORDERS_BUILT = "SELECT to_regclass('public.orders_pkey') IS NOT NULL AND to_regclass('public.orders_at_idx') IS NOT NULL"
 
@@ -138,17 +151,8 @@ async def test_a_failing_post_data_statement_resumes_without_already_exists(
         await _wait_for(target_db, ORDERS_BUILT)
         await holder.execute("COMMIT")
 
-    failed: list[MigrationFailed] = []
-    with anyio.fail_after(120):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(release_when_orders_is_built)
-            try:
-                await migrate(src, tgt, _options())
-            except MigrationFailed as exc:
-                failed.append(exc)
+    error = await _failing_migrate_beside(release_when_orders_is_built, src, tgt)
     await holder.close()
-    assert len(failed) == 1
-    error = failed[0]
     assert "pg_dump/post-data.sql:" in error.cause and "index builds are blocked here" in error.cause, error.cause
     assert "--resume" in error.fix
     assert error.report.schema is not None and not error.report.schema.post_data_applied
@@ -206,15 +210,8 @@ async def test_a_target_backend_terminated_mid_build_resumes(source_db: str, tar
         await _wait_for(target_db, building)
         assert await fetchval(admin, f"SELECT pg_terminate_backend(({building}))")
 
-    failed: list[MigrationFailed] = []
-    with anyio.fail_after(120):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(terminate_the_build)
-            try:
-                await migrate(src, tgt, _options())
-            except MigrationFailed as exc:
-                failed.append(exc)
-    assert len(failed) == 1 and "bulk_guarded_idx" in failed[0].cause and "--resume" in failed[0].fix, failed
+    error = await _failing_migrate_beside(terminate_the_build, src, tgt)
+    assert "bulk_guarded_idx" in error.cause and "--resume" in error.fix, error
     assert await fetchval(target_db, "SELECT to_regclass('public.bulk_pkey') IS NOT NULL")  # committed before
 
     await run_sql(admin, f'ALTER DATABASE "{database}" RESET app.block_index')
