@@ -68,6 +68,7 @@ class TablePipeline:
         self.side_jobs, self.copy_jobs = max(0, side_jobs), copy_jobs
         self.limiter = anyio.CapacityLimiter(max(1, self.side_jobs))
         self.copy_done = anyio.Event()
+        self.foreign_key_lock = anyio.Lock()
         self.copied = {key: anyio.Event() for key in self.tables}
         self.ready = {key: anyio.Event() for key in self.tables}
         for key in plan.already_done:  # --resume: loaded by an earlier run
@@ -168,7 +169,10 @@ class TablePipeline:
     async def _foreign_key(self, statement: PostStatement) -> None:
         await self.ready[statement.table].wait()  # type: ignore[index]
         await self.ready[statement.references].wait()  # type: ignore[index]
-        await self._limited([statement])
+        # One at a time: adding a foreign key locks both its tables (SHARE ROW EXCLUSIVE), so two
+        # keys between the same tables in opposite directions, added at once, deadlock.
+        async with self.foreign_key_lock:
+            await self._limited([statement])
         log.info("foreign_key_added", table=statement.table, references=statement.references)
 
     async def run(self) -> PipelineResult:
