@@ -42,7 +42,7 @@ from loaders.schema.stage import SESSION, SchemaFailed, SchemaReport, post_data_
 log = structlog.get_logger(stage="pipeline")
 
 # Index builds / ANALYZE / proofs beside the copy streams on 2 cores: measured (BENCHMARKS.md).
-DEFAULT_SIDE_JOBS = 2
+DEFAULT_SIDE_JOBS = 1
 
 
 async def _schema_session(conn: asyncpg.Connection) -> None:
