@@ -22,6 +22,7 @@ SCHEMA_MIGRATIONS = f"{SCHEMA}.schema_migrations"
 SEQUENCE_SYNC = f"{SCHEMA}.sequence_sync"
 LARGE_OBJECTS = f"{SCHEMA}.large_objects"
 COPY_RANGES = f"{SCHEMA}.copy_ranges"
+POST_DATA_STATEMENTS = f"{SCHEMA}.post_data_statements"
 
 CREATE_SCHEMA = f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"
 
@@ -80,6 +81,14 @@ TABLES: dict[str, str] = {
     bytes     bigint NOT NULL,
     snapshot  text,
     copied_at timestamptz NOT NULL DEFAULT now()
+)""",
+    # Post-data statements applied so far (by a digest of their text), each recorded in the
+    # transaction that applies it: a rerun after a kill applies only the others.
+    POST_DATA_STATEMENTS: f"""CREATE TABLE IF NOT EXISTS {POST_DATA_STATEMENTS} (
+    digest        text PRIMARY KEY,
+    unit_checksum text NOT NULL,
+    relation      text,
+    applied_at    timestamptz NOT NULL DEFAULT clock_timestamp()
 )""",
 }
 

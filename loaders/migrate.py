@@ -1,9 +1,10 @@
-"""`migrate`: schema → copy → post-data → sequences → verify, in one pass.
+"""`migrate`: schema → copy with each table's post-data, ANALYZE and proof → sequences → verify.
 
 The order is what makes it fast and safe: tables first (no indexes, constraints or
-triggers on the dump path), then the data from one exported snapshot, then indexes and
-constraints built once over full tables, then sequences and verification inside the same
-snapshot, so the proof compares the target with exactly the state that was copied.
+triggers on the dump path), then the data from one exported snapshot; each table's indexes
+and constraints are built once over its full rows as soon as its copy ends, while the others
+still copy (loaders/pipeline.py); sequences and verification run inside the same snapshot,
+so the proof compares the target with exactly the state that was copied.
 A schema that does not match the source stops the run *before* any row is written, and
 inputs that can be checked (the selection, connections, privileges) are checked before the
 first statement reaches the target: a typo in `--tables` must not leave schemas behind.
@@ -22,7 +23,7 @@ import structlog
 
 from loaders import bookkeeping
 from loaders.connect import connection
-from loaders.data.analyze import AnalyzeReport, analyze_tables
+from loaders.data.analyze import AnalyzeReport
 from loaders.data.checksum import DEFAULT_PROOF, Proof
 from loaders.data.copy import CopyOptions, CopyReport, build_copy_plan, copy_tables
 from loaders.dsn import DatabaseUrl
@@ -35,7 +36,8 @@ from loaders.schema.stage import SchemaFailed, SchemaOptions, SchemaReport, fini
 from loaders.schema.diff import schema_catalog
 from loaders.data.sequences import SequenceSet, sync_sequences
 from loaders.data.snapshot import open_snapshot
-from loaders.data.verify import SourceMeasures, VerifyReport, measure_source, verify
+from loaders.data.verify import VerifyReport, verify
+from loaders.pipeline import DEFAULT_SIDE_JOBS, TablePipeline
 
 log = structlog.get_logger(stage="migrate")
 RUNS_TABLE = bookkeeping.MIGRATION_RUNS
@@ -47,6 +49,7 @@ class MigrateOptions:
     copy: CopyOptions = field(default_factory=CopyOptions)
     proof: Proof = DEFAULT_PROOF
     snapshot: str | None = None  # a snapshot exported elsewhere (sync start: the logical slot's)
+    side_jobs: int = DEFAULT_SIDE_JOBS  # index builds / ANALYZE / proofs beside the copies (loaders/pipeline.py)
 
 
 @dataclass
@@ -197,42 +200,35 @@ async def _migrate(source: DatabaseUrl, target: DatabaseUrl, options: MigrateOpt
     if not report.schema_equal:
         log.warning("schema_differs_before_load", differences=len(report.schema.diff.differences))  # type: ignore[union-attr]
         return report
-    async with open_snapshot(source, readers=options.copy.jobs, snapshot_id=options.snapshot) as snap:
+    side_jobs = options.side_jobs
+    async with open_snapshot(source, readers=options.copy.jobs + side_jobs, snapshot_id=options.snapshot) as snap:
         plan = await build_copy_plan(snap, target, options.copy)
-        report.copy = await copy_tables(snap, target, plan, options.copy)
-        phases.done("copy")
-        if report.copy.restore_failed:
-            raise MigrationError(
-                f"the data is copied, but {len(report.copy.restore_failed)} object(s) set aside for the load could "
-                "not be put back: " + "; ".join(report.copy.restore_failed[:3]),
-                "fix the cause (e.g. the rows an FK rejects), then `copy --restore` and rerun with --resume",
-            )
-        measured: SourceMeasures = {}
-
-        async def post_data() -> None:
-            try:
-                report.schema = await finish_schema(target, report.schema, source if options.schema.diff else None)
-            except SchemaFailed as exc:
-                report.schema = exc.report
-                raise
-
-        async def source_side() -> None:
-            measured.update(await measure_source(snap, proof=options.proof, schemas=options.copy.schemas,
-                                                 tables=options.copy.tables, jobs=options.copy.jobs))
-
-        # The target builds indexes and constraints while the idle source computes its checksums.
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(post_data)
-            tg.start_soon(source_side)
-        phases.done("post_data")
-        report.analyze = await analyze_tables(target, plan.catalog.tables, options.copy.jobs)
-        phases.done("analyze")
+        async with TablePipeline(snap, target, plan, report.schema, proof=options.proof,
+                                 copy_jobs=options.copy.jobs, side_jobs=side_jobs) as pipeline:
+            # Each table's post-data, ANALYZE and proof start as soon as its copy ends.
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pipeline.run)
+                report.copy = await copy_tables(snap, target, plan, options.copy, on_table_done=pipeline.table_copied)
+                pipeline.copy_finished(options.copy.jobs)
+                if report.copy.restore_failed:
+                    raise MigrationError(
+                        f"the data is copied, but {len(report.copy.restore_failed)} object(s) set aside for the load "
+                        "could not be put back: " + "; ".join(report.copy.restore_failed[:3]),
+                        "fix the cause (e.g. the rows an FK rejects), then `copy --restore` and rerun with --resume",
+                    )
+            phases.done("copy+post_data")
+            # What is not tied to one copied table, then the whole schema diff.
+            report.schema = await finish_schema(target, report.schema, source if options.schema.diff else None,
+                                                applier=pipeline.applier)
+            phases.done("post_data")
+            report.analyze = await pipeline.analyze_roots()
+            phases.done("analyze")
         report.sequences = await sync_sequences(snap, target, schemas=options.copy.schemas,
                                                 sequences=plan.catalog.sequences, values=plan.sequence_values)
         phases.done("sequences")
         report.verify = await verify(snap, target, proof=options.proof, schemas=options.copy.schemas,
-                                     tables=options.copy.tables, jobs=options.copy.jobs, source_measures=measured,
-                                     large_objects=options.copy.large_objects)
+                                     tables=options.copy.tables, jobs=options.copy.jobs,
+                                     checked=pipeline.result.checks, large_objects=options.copy.large_objects)
         phases.done("verify")
     if report.ok and report.verify is not None:
         rows = {t.table: t.target_rows for t in report.verify.tables if t.target_rows is not None}

@@ -31,7 +31,7 @@ async def test_migrate_moves_and_proves_a_supabase_project(
     assert code == 0
     report = json.loads(report_path.read_text())
     assert report["ok"] and report["verify"]["mismatches"] == []
-    assert set(report["phases"]) == {"schema", "copy", "post_data", "analyze", "sequences", "verify"}
+    assert set(report["phases"]) == {"schema", "copy+post_data", "post_data", "analyze", "sequences", "verify"}
     assert report["verify"]["proof"] == "fast"
 
     # Independent of the report: the trigger stayed silent (one activity row per task, not two),

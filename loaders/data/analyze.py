@@ -19,7 +19,7 @@ import structlog
 
 from loaders.concurrency import task_group
 from loaders.connect import create_pool
-from loaders.data.catalog import Table
+from loaders.data.catalog import Table, table_key
 from loaders.dsn import DatabaseUrl
 
 log = structlog.get_logger(stage="analyze")
@@ -35,10 +35,31 @@ ORDER BY 2
 """
 
 
+# Each copied table (as given) with its root's schema and name on the target.
+_ROOT_OF_SQL = """
+SELECT t AS ident, n.nspname AS schema, c.relname AS name
+FROM unnest($1::text[]) AS t
+JOIN pg_class c ON c.oid = coalesce(pg_partition_root(t::regclass), t::regclass)
+JOIN pg_namespace n ON n.oid = c.relnamespace
+"""
+
+
 @dataclass
 class AnalyzeReport:
     relations: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+
+async def roots_of(conn: asyncpg.Connection, tables: Seq[Table]) -> dict[str, str]:
+    """Table key → the key of the root relation ANALYZE is run on (itself unless a partition)."""
+    rows = await conn.fetch(_ROOT_OF_SQL, [t.ident for t in tables])
+    by_ident = {t.ident: t.key for t in tables}
+    return {by_ident[r["ident"]]: table_key(r["schema"], r["name"]) for r in rows}
+
+
+async def analyze(conn: asyncpg.Connection, ident: str) -> None:
+    await conn.execute(f"ANALYZE {ident}")
+    log.debug("analyzed", table=ident)
 
 
 async def analyze_tables(target: DatabaseUrl, tables: Seq[Table], jobs: int) -> AnalyzeReport:
@@ -54,8 +75,7 @@ async def analyze_tables(target: DatabaseUrl, tables: Seq[Table], jobs: int) -> 
 
         async def one(ident: str) -> None:
             async with limiter, pool.acquire() as conn:
-                await conn.execute(f"ANALYZE {ident}")
-            log.debug("analyzed", table=ident)
+                await analyze(conn, ident)
 
         async with task_group() as tg:
             for ident in roots:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import anyio
@@ -349,6 +349,8 @@ class _Run:
     limiter: anyio.CapacityLimiter
     guard: RunGuard | None = None
     results: list[TableResult] = field(default_factory=list)
+    # Told each table's key as soon as its rows are committed (migrate's per-table pipeline).
+    on_table_done: Callable[[str], None] | None = None
 
     @property
     def liveness(self) -> Liveness:
@@ -451,6 +453,8 @@ class _Run:
                 await state.mark(tgt, plan.table.key, "done", rows=rows, nbytes=nbytes,
                                  seconds=seconds, snapshot=self.snap.snapshot_id)
         self.results.append(TableResult(plan.table.key, rows, nbytes, seconds, plan.format, max(1, len(plan.ranges))))
+        if self.on_table_done is not None:
+            self.on_table_done(plan.table.key)
 
 
 async def _refresh_matviews(pool: asyncpg.Pool, plan: CopyPlan) -> list[str]:
@@ -476,18 +480,20 @@ def _mixed_snapshot_hint(summary: guard.GuardSummary, plan: CopyPlan) -> list[st
             f"under {plan.snapshot_id}); rerun with --fresh-snapshot to copy every table from one snapshot"]
 
 
-async def copy_tables(snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, options: CopyOptions) -> CopyReport:
+async def copy_tables(snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, options: CopyOptions, *,
+                      on_table_done: Callable[[str], None] | None = None) -> CopyReport:
     """Load the plan: set triggers/FKs/indexes aside, copy N units at a time, put them back,
     refresh materialized views. The load guard puts everything back on every way out (a
     failure or Ctrl-C too); what could not go back is in `restore_failed` and the bookkeeping.
-    Copy state stays on the target, so a failed run continues with `--resume`."""
+    Copy state stays on the target, so a failed run continues with `--resume`. `on_table_done`
+    hears each table's key once its rows are committed, while the others are still copying."""
     async with run_guard(target, source=snap.url, jobs=options.jobs) as running:
         options.jobs = running.jobs or options.jobs
-        return await _copy_tables(snap, target, plan, options, running)
+        return await _copy_tables(snap, target, plan, options, running, on_table_done)
 
 
 async def _copy_tables(snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, options: CopyOptions,
-                       running: RunGuard) -> CopyReport:
+                       running: RunGuard, on_table_done: Callable[[str], None] | None) -> CopyReport:
     watch = Stopwatch()
     progress = options.progress or LogProgress()
     # Same session settings as the source readers (ISO dates, UTC, no statement_timeout), so
@@ -498,7 +504,8 @@ async def _copy_tables(snap: Snapshot, target: DatabaseUrl, plan: CopyPlan, opti
             await state.ensure_schema(conn)
             if not options.resume:
                 await state.forget(conn, plan.keys)
-        run = _Run(snap, pool, options, progress, anyio.CapacityLimiter(options.jobs), running)
+        run = _Run(snap, pool, options, progress, anyio.CapacityLimiter(options.jobs), running,
+                   on_table_done=on_table_done)
         load_guard = guard.LoadGuard(pool, [p.table.ident for p in plan.tables], drop_indexes=options.drop_indexes,
                                      jobs=options.jobs, lock_timeout=options.lock_timeout, attempts=options.retries,
                                      retry_delay=options.retry_delay)

@@ -23,7 +23,7 @@ Beyond the copied columns:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence as Seq
+from collections.abc import Mapping, Sequence as Seq
 from dataclasses import asdict, dataclass, field
 
 import anyio
@@ -279,6 +279,30 @@ async def _check_table(snap: Snapshot, pool: asyncpg.Pool, table: Table, proof: 
     return check
 
 
+@dataclass
+class TableProver:
+    """One table's proof on its own — source side in the snapshot, target side concurrently —
+    for `migrate`'s pipeline, which proves a table as soon as it is loaded; `verify(checked=…)`
+    then takes these results instead of measuring the table again."""
+
+    snap: Snapshot
+    pool: asyncpg.Pool  # target connections with the canonical settings (`apply_canonical`)
+    proof: Proof
+    kinds: TableKinds
+    generated: Generated
+
+    @classmethod
+    async def prepare(cls, snap: Snapshot, pool: asyncpg.Pool, proof: Proof, tables: Seq[Table]) -> "TableProver":
+        async with snap.reader() as src:
+            kinds = await column_kinds(src, tables)
+            generated = await generated_columns(src, Catalog(tables=list(tables)))
+        return cls(snap, pool, proof, kinds, generated)
+
+    async def check(self, table: Table) -> TableCheck:
+        return await _check_table(self.snap, self.pool, table, self.proof, self.kinds, None,
+                                  self.generated.get(table.ident, ()))
+
+
 async def _check_sequences(snap: Snapshot, pool: asyncpg.Pool, sequences: Seq) -> list[SequenceCheck]:
     """Target at or ahead of the value recorded when it was set; a sequence never set by us is
     compared with the source's current value instead."""
@@ -361,10 +385,12 @@ async def verify(
     source_measures: SourceMeasures | None = None,
     large_objects: bool = True,
     repair: bool = False,
+    checked: Mapping[str, TableCheck] | None = None,
 ) -> VerifyReport:
     """Compare source (inside the given snapshot, or a fresh one) with the target.
     `source_measures` (from `measure_source` in the same snapshot) spares the source a second
-    pass. With `repair`, differing key ranges are copied again and everything verified once more
+    pass; `checked` (from `TableProver`, same snapshot) spares both sides of those tables.
+    With `repair`, differing key ranges are copied again and everything verified once more
     in the same snapshot. Returns the report; `report.raise_for_mismatch()` turns a difference
     into exit 2."""
     jobs = jobs or default_jobs()
@@ -387,6 +413,9 @@ async def verify(
         limiter = anyio.CapacityLimiter(jobs)
 
         async def one(table: Table) -> None:
+            if checked is not None and table.key in checked:
+                report.tables.append(checked[table.key])
+                return
             async with limiter:
                 report.tables.append(await _check_table(source, pool, table, proof, kinds, source_measures,
                                                         generated.get(table.ident, ())))

@@ -19,6 +19,12 @@ log = structlog.get_logger(stage="schema")
 SNIPPET = 160
 
 
+def first_line(stmt: CleanStatement) -> str:
+    """The statement's first line, cut to SNIPPET characters: enough to recognise it in an error."""
+    first = stmt.sql.strip().splitlines()[0] if stmt.sql.strip() else ""
+    return first if len(first) <= SNIPPET else first[:SNIPPET] + "…"
+
+
 def statement_error(stmt: CleanStatement, exc: asyncpg.PostgresError) -> MigrationError:
     """file:line (of the error inside the statement when the server says where), the server's
     message, and the statement's first line."""
@@ -26,8 +32,7 @@ def statement_error(stmt: CleanStatement, exc: asyncpg.PostgresError) -> Migrati
     position = getattr(exc, "position", None)
     if position and str(position).isdigit():
         line += stmt.sql[: int(position) - 1].count("\n")
-    first = stmt.sql.strip().splitlines()[0] if stmt.sql.strip() else ""
-    snippet = first if len(first) <= SNIPPET else first[:SNIPPET] + "…"
+    snippet = first_line(stmt)
     detail = f" ({exc.detail})" if getattr(exc, "detail", None) else ""
     return MigrationError(
         f"{stmt.file}:{line}: {exc.sqlstate} {exc}{detail} — in statement: {snippet}",

@@ -3,14 +3,17 @@
 Two origins, one path: a migrations folder is a list of tracked units, one per file; a
 pg_dump of the source is two tracked units, pre-data and post-data. Tracking both in
 `supabase_to_rds.schema_migrations` makes every run resumable: a rerun applies only what is
-new and refuses what changed. The dump's post-data (indexes, constraints, triggers) is
-applied by `finish_schema` after the data load; a migrations folder is applied whole by
-`prepare_schema`, because its files interleave tables and indexes.
+new and refuses what changed. The dump's post-data (indexes, constraints, triggers) comes
+after the data load, statement by statement, each recorded as it commits (post_data.py):
+`migrate` applies each table's share as soon as that table is copied (loaders/pipeline.py)
+and `finish_schema` the rest; a migrations folder is applied whole by `prepare_schema`,
+because its files interleave tables and indexes.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from loaders.errors import MigrationError
 from loaders.schema.migrations import RECORD, SqlUnit, applied_checksums, ensure_tracking, pending, read_folder
 from loaders.redaction import scrub_value
 from loaders.schema.apply import apply_statements
+from loaders.schema.post_data import PostDataApplier, PostDataPlan, PostStatement, digest, plan_post_data
 from loaders.schema.clean import Change, CleanResult, CleanState, CleanStatement, clean_sql, parsed_statements
 from loaders.schema.clean.rules.functions import AUTH_HOOK_ROLE, auth_hooks
 from loaders.schema.diff import KINDS, PRE_DATA_KINDS, SchemaDiff, diff_schemas
@@ -311,18 +315,37 @@ async def _seeded_tables(conn: asyncpg.Connection, seeded: SeededTables, options
     log.info("rows written by the migration files replaced by the source's", tables=report.seeded_tables)
 
 
+def post_data_plan(report: SchemaReport, tables: Collection[str] = ()) -> PostDataPlan | None:
+    """The dump's post-data grouped by the copied tables (`tables`: their keys); None without one."""
+    if not report.post_data or not report.post_data_checksum:
+        return None
+    return plan_post_data(report.post_data, report.post_data_checksum, tables)
+
+
+async def post_data_applier(conn: asyncpg.Connection, report: SchemaReport,
+                            plan: PostDataPlan) -> PostDataApplier | None:
+    """The applier for what is still to do, or None when an earlier run recorded the whole
+    section; a section that changed since it was recorded is refused (CHANGED_DUMP_FIX)."""
+    await _prepare_session(conn)
+    recorded = await applied_checksums(conn)
+    pending([SqlUnit(POST_DATA, plan.checksum)], recorded, fix=CHANGED_DUMP_FIX)
+    if POST_DATA in recorded:
+        return None
+    return await PostDataApplier.open(conn, plan)
+
+
 async def finish_schema(target: DatabaseUrl, report: SchemaReport, source: DatabaseUrl | None = None,
-                        *, app_role: str | None = None) -> SchemaReport:
-    """After the data load: the dump's post-data (indexes, constraints, triggers), tracked
-    like a migration so a rerun skips it; with a source, the full schema diff (post-data
-    objects — CHECKs incl. NOT VALID, indexes, FKs, triggers — are only compared now)."""
+                        *, app_role: str | None = None, applier: PostDataApplier | None = None) -> SchemaReport:
+    """After the data load: whatever of the dump's post-data is not applied yet (all of it, or
+    what `migrate`'s per-table pipeline left: statements not tied to one table), in dump order,
+    each statement recorded as it commits; then the section as a whole, like a migration, so a
+    rerun skips it. With a source, the full schema diff (post-data objects — CHECKs incl.
+    NOT VALID, indexes, FKs, triggers — are only compared now)."""
     try:
-        if report.post_data and report.post_data_checksum:
-            planned = PlannedUnit(SqlUnit(POST_DATA, report.post_data_checksum),
-                                  CleanResult(report.post_data, []), "post-data")
+        plan = applier.plan if applier is not None else post_data_plan(report)
+        if plan is not None:
             async with connection(target) as conn:
-                server = await _prepare_session(conn)
-                await _apply_units(conn, [planned], server, report)
+                await _finish_post_data(conn, report, plan, applier)
             report.post_data_applied = True
         if source is not None:
             report.diff = await diff_schemas(source, target, removed=report.removed_on_purpose,
@@ -331,3 +354,19 @@ async def finish_schema(target: DatabaseUrl, report: SchemaReport, source: Datab
         report.error = exc.one_line()
         raise SchemaFailed(exc, report) from exc
     return report
+
+
+async def _finish_post_data(conn: asyncpg.Connection, report: SchemaReport, plan: PostDataPlan,
+                            applier: PostDataApplier | None) -> None:
+    fresh = await post_data_applier(conn, report, plan)
+    if fresh is None:
+        report.already_applied.append(POST_DATA)
+        return
+    applier = applier or fresh
+    log.info("applying", file=POST_DATA, statements=len(applier.pending(plan.all)))
+    await applier.apply(conn, [PostStatement(s, digest(s), None) for s in report.post_data
+                               if s not in plan.session])
+    await conn.execute(RECORD, POST_DATA, plan.checksum)
+    report.applied.append(POST_DATA)
+    report.statements_applied += applier.count
+    report.changes += applier.changes
