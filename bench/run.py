@@ -227,7 +227,7 @@ class ToolSummary:
     phases: dict[str, float] = field(default_factory=dict)  # median seconds per phase (ours' --report)
 
 
-DATA_PHASES = ("copy", "data")  # names ours' report may give its data phase
+DATA_PHASES = ("copy", "data", "copy+post_data")  # names ours' report may give its data phase (the last: copy overlapped with per-table post-data)
 
 
 def report_phases(report: dict | None) -> dict[str, float]:
