@@ -137,7 +137,7 @@ async def connection(url: DatabaseUrl, **kwargs: object) -> AsyncIterator[asyncp
     try:
         yield conn
     finally:
-        await conn.close()
+        await close_quietly(conn)
 
 
 async def close_quietly(conn: asyncpg.Connection, timeout: float = 5) -> None:

@@ -28,7 +28,7 @@ import asyncpg
 import structlog
 
 from loaders.concurrency import task_group
-from loaders.connect import APP_NAME, close_quietly, connect
+from loaders.connect import APP_NAME, close_quietly, connect, connection
 from loaders.dsn import DatabaseUrl
 from loaders.errors import MigrationError
 
@@ -206,7 +206,7 @@ async def free_slots(conn: asyncpg.Connection) -> Slots:
 
 async def clamp_jobs(requested: int, source: DatabaseUrl, target_conn: asyncpg.Connection) -> int:
     """The job count both servers can serve; one warning when it is lower than asked."""
-    async with _probe(source) as src:
+    async with connection(source) as src:
         source_slots = await free_slots(src)
     target_slots = await free_slots(target_conn)
     # The probe's own slot is free again once it closes; the lock session stays.
@@ -221,15 +221,6 @@ async def clamp_jobs(requested: int, source: DatabaseUrl, target_conn: asyncpg.C
     log.warning(f"--jobs {requested} lowered to {allowed}: the {side} server has {slots.free} free "
                 f"connection slot(s) ({slots.detail})", requested=requested, jobs=allowed)
     return allowed
-
-
-@asynccontextmanager
-async def _probe(url: DatabaseUrl) -> AsyncIterator[asyncpg.Connection]:
-    conn = await connect(url)
-    try:
-        yield conn
-    finally:
-        await close_quietly(conn)
 
 
 def _label() -> str:

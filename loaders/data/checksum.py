@@ -108,12 +108,18 @@ async def column_kinds(conn: asyncpg.Connection, tables: Seq[Table]) -> TableKin
     return {r["ident"]: tuple(by_rel.get(r["rel"], ())) for r in resolved}
 
 
+def text_hash_sum(alias: str = "r") -> str:
+    """The `full` level's aggregate: the sum of a 64-bit hash of each row's canonical text, for a
+    row (or record column) named `alias` — also what matviews and generated columns are hashed by."""
+    return f"coalesce(sum(hashtextextended({alias}::text, 0)), 0)::text"
+
+
 def checksum_sql(table: Table, proof: Proof, kinds: tuple[ColumnKind, ...] | None) -> str:
     """The aggregate over a subquery aliased `r` whose columns are `table.select_list`."""
     if proof is Proof.COUNTS:
         return "NULL::text"
     if proof is Proof.FULL or kinds is None:
-        return "coalesce(sum(hashtextextended(r::text, 0)), 0)::text"
+        return text_hash_sum()
     terms = ", ".join(f"r.{k.term()}" for k in kinds)
     # ROW() of one element is still a record; of none, every row hashes alike and counts decide.
     return f"coalesce(sum(hash_record_extended(ROW({terms}), 0)), 0)::text"

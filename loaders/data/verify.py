@@ -34,7 +34,7 @@ from rich.table import Table as RichTable
 
 from loaders.data import large_objects
 from loaders.data.catalog import Catalog, MatView, Selection, Table, TableRef, refuse_unreadable, resolve_selection
-from loaders.data.checksum import DEFAULT_PROOF, Proof, TableKinds, column_kinds, measure_sql
+from loaders.data.checksum import DEFAULT_PROOF, Proof, TableKinds, column_kinds, measure_sql, text_hash_sum
 from loaders.data.chunks import differing_chunks
 from loaders.data.redo import redo_differences
 from loaders.concurrency import task_group
@@ -50,7 +50,7 @@ log = structlog.get_logger(stage="verify")
 
 # Materialized views and generated columns are hashed by their rows' canonical text (the `full`
 # level): a matview's rows have no stored types to pick a cheaper hash from.
-_CHECKSUM = "coalesce(sum(hashtextextended(r::text, 0)), 0)::text"
+_CHECKSUM = text_hash_sum()
 
 
 @dataclass
@@ -235,7 +235,7 @@ async def _measure(conn: asyncpg.Connection, table: Table, proof: Proof, kinds: 
     row = await conn.fetchrow(measure_sql(table, proof, kinds.get(table.ident)))
     gen = None
     if generated and proof.checksums:
-        gen = await conn.fetchval(f"SELECT coalesce(sum(hashtextextended(g::text, 0)), 0)::text "
+        gen = await conn.fetchval(f"SELECT {text_hash_sum('g')} "
                                   f"FROM (SELECT ROW({', '.join(generated)}) AS g FROM ONLY {table.ident}) x")
     return row["n"], row["checksum"], gen
 
